@@ -1,0 +1,58 @@
+# Thin wrapper over CMake for the README's commands.
+#   make deps   install the Debian packages (as root)
+#   make        release build in build/
+#   make test   release + sanitizer builds, every test in both, short fuzz runs
+#   make demo   build and run the main job
+#   make bench  engine throughput beside PyTorch
+
+JOBS ?= 2
+DEBS = build-essential cmake pkg-config clang libomp-dev libopenblas-openmp-dev libcjson-dev \
+       zlib1g-dev libpcre2-dev libutf8proc-dev python3 python3-torch python3-numpy
+FUZZ_SECONDS ?= 30
+SHARED ?= $(abspath ../shared/data)
+
+.PHONY: all build deps test test-release test-asan fuzz demo bench clean
+
+all: build
+
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
+
+build:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCAST_SHARED_DATA=$(SHARED) >/dev/null
+	cmake --build build -j$(JOBS)
+
+build-asan/CMakeCache.txt:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCAST_SANITIZE=ON -DCAST_SHARED_DATA=$(SHARED) >/dev/null
+
+test-release: build
+	ctest --test-dir build --output-on-failure -j$(JOBS)
+
+test-asan: build-asan/CMakeCache.txt
+	cmake --build build-asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir build-asan --output-on-failure -j$(JOBS)
+
+# libFuzzer targets (clang): the safetensors header parser and config.json parsing.
+fuzz:
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCAST_FUZZ=ON -DCAST_SANITIZE=ON >/dev/null
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_safetensors fuzz_config
+	mkdir -p build-fuzz/corpus-safetensors build-fuzz/corpus-config
+	for f in safetensors config; do \
+	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    build-fuzz/corpus-$$f tests/fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1 \
+	    || { tail -n 40 build-fuzz/fuzz_$$f.log; echo "fuzz_$$f: FAILED"; exit 1; }; \
+	  echo "fuzz_$$f: $$(grep -o 'Done [0-9]* runs' build-fuzz/fuzz_$$f.log), no crash"; \
+	done
+
+test: fuzz test-asan test-release
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	CAST=build/cast bash bench/compare.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,160 @@
+/* cast tokenize MODEL TEXT: token ids and pieces; --decode turns ids back
+ * into text; --bench times encoding of a file's lines (bench/bench_tokenizer.sh). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/file.h"
+#include "base/timer.h"
+#include "cli.h"
+#include "text/tokenizer.h"
+
+static void print_json_ids(cast_buf *b, const int *ids, int n) {
+    cast_buf_putc(b, '[');
+    for (int i = 0; i < n; i++) cast_buf_printf(b, "%s%d", i ? "," : "", ids[i]);
+    cast_buf_putc(b, ']');
+}
+
+static int do_encode(const cast_tokenizer *t, const char *text, int special, int json) {
+    cast_err err = {{0}};
+    int *ids, n;
+    char **toks;
+    if (cast_tokenizer_encode_tokens(t, text, strlen(text), special, &ids, &toks, &n, &err)) return cli_fail(&err);
+    cast_buf b = {0};
+    if (json) {
+        cast_buf_puts(&b, "{\"ids\":");
+        print_json_ids(&b, ids, n);
+        cast_buf_puts(&b, ",\"tokens\":[");
+        for (int i = 0; i < n; i++) {
+            if (i) cast_buf_putc(&b, ',');
+            cast_buf_json_string(&b, toks[i], strlen(toks[i]));
+        }
+        cast_buf_puts(&b, "]}\n");
+    } else {
+        /* one token a line: id, then the piece quoted so spaces and
+         * control characters stay visible */
+        for (int i = 0; i < n; i++) {
+            cast_buf_printf(&b, "%8d  ", ids[i]);
+            cast_buf_json_string(&b, toks[i], strlen(toks[i]));
+            cast_buf_printf(&b, "%s\n", cast_tokenizer_is_special(t, ids[i]) ? "  (special)" : "");
+        }
+        cast_buf_printf(&b, "%d token%s\n", n, n == 1 ? "" : "s");
+    }
+    if (b.len) fwrite(b.data, 1, b.len, stdout);
+    cast_buf_free(&b);
+    free(ids);
+    free(toks);
+    return 0;
+}
+
+static int do_decode(const cast_tokenizer *t, const char *list, int skip_special, int json) {
+    int *ids, n;
+    if (cli_parse_ids(list, &ids, &n)) return 1;
+    cast_err err = {{0}};
+    char *text;
+    int rc = cast_tokenizer_decode(t, ids, n, skip_special, &text, &err);
+    free(ids);
+    if (rc) return cli_fail(&err);
+    if (json) {
+        cast_buf b = {0};
+        cast_buf_puts(&b, "{\"text\":");
+        cast_buf_json_string(&b, text, strlen(text));
+        cast_buf_puts(&b, "}\n");
+        fputs(b.data, stdout);
+        cast_buf_free(&b);
+    } else printf("%s\n", text);
+    free(text);
+    return 0;
+}
+
+/* Encodes every non-empty line of FILE, `rounds` times over, on this one
+ * thread; reports the throughput of the last round set. */
+static int do_bench(const cast_tokenizer *t, const char *path, int rounds, double load_s, int json) {
+    cast_err err = {{0}};
+    char *text;
+    size_t len;
+    if (cast_read_file(path, &text, &len, &err)) return cli_fail(&err);
+    if (rounds < 1) rounds = 1;
+    long long tokens = 0, lines = 0, bytes = 0;
+    double t0 = cast_now_s();
+    for (int r = 0; r < rounds; r++) {
+        long long line_no = 0;
+        for (char *p = text; p < text + len;) {
+            char *e = memchr(p, '\n', (size_t)(text + len - p));
+            if (!e) e = text + len;
+            line_no++;
+            if (e > p) {
+                int *ids, n;
+                if (cast_tokenizer_encode(t, p, (size_t)(e - p), 0, &ids, &n, &err)) {
+                    free(text);
+                    return cli_failf("%s:%lld: %s", path, line_no, err.msg);
+                }
+                free(ids);
+                if (r == 0) {
+                    lines++;
+                    bytes += e - p;
+                }
+                tokens += n;
+            }
+            p = e + 1;
+        }
+    }
+    double secs = cast_now_s() - t0;
+    free(text);
+    double tps = secs > 0 ? (double)tokens / secs : 0;
+    if (json) {
+        cast_buf b = {0};
+        cast_buf_printf(&b, "{\"file\":");
+        cast_buf_json_string(&b, path, strlen(path));
+        cast_buf_printf(&b, ",\"lines\":%lld,\"bytes\":%lld,\"rounds\":%d,\"tokens\":%lld,\"seconds\":", lines, bytes,
+                        rounds, tokens);
+        cast_buf_json_number(&b, secs);
+        cast_buf_puts(&b, ",\"tokens_per_s\":");
+        cast_buf_json_number(&b, tps);
+        cast_buf_puts(&b, ",\"load_seconds\":");
+        cast_buf_json_number(&b, load_s);
+        cast_buf_puts(&b, "}\n");
+        fputs(b.data, stdout);
+        cast_buf_free(&b);
+    } else
+        printf("%lld lines, %lld bytes, %d rounds: %lld tokens in %.3f s = %.0f tokens/s (load %.3f s)\n", lines, bytes,
+               rounds, tokens, secs, tps, load_s);
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    int special = 0, json = 0, skip_special = 0, rounds = 5;
+    const char *decode = NULL, *bench = NULL;
+    /* --messages CONV.json [--generation-prompt] (chat templates, src/text/chat.h)
+     * belongs here: it renders the conversation with the tokenizer's
+     * template and encodes the result like TEXT. */
+    const cli_opt opts[] = {
+        {"--special", CLI_FLAG, &special, NULL, "apply the post-processor (BOS etc.), as add_special_tokens=True"},
+        {"--json", CLI_FLAG, &json, NULL, "one JSON object on stdout"},
+        {"--decode", CLI_STRING, &decode, "IDS", "decode comma-separated ids (1,2,3) instead of encoding"},
+        {"--skip-special", CLI_FLAG, &skip_special, NULL, "with --decode: drop special tokens"},
+        {"--bench", CLI_STRING, &bench, "FILE", "time encoding of each line of FILE (one thread)"},
+        {"--rounds", CLI_INT, &rounds, "N", "with --bench: passes over the file (default 5)"},
+        {0},
+    };
+    const cli_spec spec = {"tokenize", "MODEL (TEXT | --decode IDS | --bench FILE) [options]",
+                           "Token ids and pieces of a text (MODEL: a folder with tokenizer.json, or vocab.json + "
+                           "merges.txt), or the text of ids.",
+                           opts, 1, 2};
+    const char *pos[2];
+    int np, rc = cli_parse(&spec, argc, argv, pos, &np);
+    if (rc) return rc == 2 ? 0 : 1;
+    int modes = (np == 2) + (decode != NULL) + (bench != NULL);
+    if (modes != 1) return cli_failf("tokenize: give exactly one of TEXT, --decode IDS, --bench FILE");
+    cast_err err = {{0}};
+    cast_tokenizer *t;
+    double t0 = cast_now_s();
+    if (cast_tokenizer_load(&t, pos[0], &err)) return cli_fail(&err);
+    double load_s = cast_now_s() - t0;
+    if (decode) rc = do_decode(t, decode, skip_special, json);
+    else if (bench) rc = do_bench(t, bench, rounds, load_s, json);
+    else rc = do_encode(t, pos[1], special, json);
+    cast_tokenizer_free(t);
+    return rc;
+}

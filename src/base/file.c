@@ -1,0 +1,218 @@
+#include "base/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "base/buf.h"
+
+static int inflate_gzip(const char *path, const unsigned char *src, size_t n, char **out,
+                        size_t *len, cast_err *err) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, 15 + 32) != Z_OK) return cast_fail(err, "%s: cannot start gzip inflate", path);
+    cast_buf b = {0};
+    zs.next_in = (unsigned char *)src;
+    zs.avail_in = (uInt)n;
+    int rc;
+    do {
+        cast_buf_reserve(&b, 1 << 20);
+        zs.next_out = (unsigned char *)b.data + b.len;
+        zs.avail_out = (uInt)(b.cap - b.len - 1);
+        rc = inflate(&zs, Z_NO_FLUSH);
+        b.len = b.cap - 1 - zs.avail_out;
+        if (rc == Z_STREAM_END && zs.avail_in > 0) {
+            /* concatenated gzip members */
+            inflateReset(&zs);
+            rc = Z_OK;
+        }
+    } while (rc == Z_OK);
+    inflateEnd(&zs);
+    if (rc != Z_STREAM_END) {
+        cast_buf_free(&b);
+        return cast_fail(err, "%s: corrupt or truncated gzip data", path);
+    }
+    b.data[b.len] = 0;
+    *len = b.len;
+    *out = cast_buf_steal(&b);
+    return 0;
+}
+
+int cast_read_file(const char *path, char **out, size_t *len, cast_err *err) {
+    *out = NULL;
+    *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return cast_fail(err, "%s: %s", path, strerror(errno));
+    cast_buf b = {0};
+    char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) cast_buf_append(&b, chunk, n);
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad) {
+        cast_buf_free(&b);
+        return cast_fail(err, "%s: read error", path);
+    }
+    if (b.len >= 2 && (unsigned char)b.data[0] == 0x1f && (unsigned char)b.data[1] == 0x8b) {
+        int rc = inflate_gzip(path, (unsigned char *)b.data, b.len, out, len, err);
+        cast_buf_free(&b);
+        return rc;
+    }
+    cast_buf_reserve(&b, 0);
+    b.data[b.len] = 0;
+    *len = b.len;
+    *out = cast_buf_steal(&b);
+    return 0;
+}
+
+int cast_mmap_open(cast_mmap *m, const char *path, cast_err *err) {
+    m->data = NULL;
+    m->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return cast_fail(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return cast_fail(err, "%s: not a regular file", path);
+    }
+    m->size = (size_t)st.st_size;
+    if (m->size == 0) {
+        close(fd);
+        return 0;
+    }
+    void *p = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        m->size = 0;
+        return cast_fail(err, "%s: mmap failed: %s", path, strerror(errno));
+    }
+    m->data = p;
+    return 0;
+}
+
+void cast_mmap_close(cast_mmap *m) {
+    if (m->data) munmap(m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+int cast_atomic_open(cast_atomic *a, const char *path, cast_err *err) {
+    memset(a, 0, sizeof *a);
+    a->path = cast_xstrdup(path);
+    size_t n = strlen(path) + 32;
+    a->tmp_path = cast_xmalloc(n);
+    snprintf(a->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    a->fp = fopen(a->tmp_path, "wb");
+    if (!a->fp) {
+        int e = errno;
+        free(a->path);
+        free(a->tmp_path);
+        memset(a, 0, sizeof *a);
+        return cast_fail(err, "%s: cannot write: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int cast_atomic_commit(cast_atomic *a, cast_err *err) {
+    int bad = ferror(a->fp);
+    if (fflush(a->fp) != 0) bad = 1;
+    if (!bad && fsync(fileno(a->fp)) != 0) bad = 1;
+    if (fclose(a->fp) != 0) bad = 1;
+    a->fp = NULL;
+    int rc = 0;
+    if (bad) {
+        unlink(a->tmp_path);
+        rc = cast_fail(err, "%s: write failed: %s", a->path, strerror(errno));
+    } else if (rename(a->tmp_path, a->path) != 0) {
+        unlink(a->tmp_path);
+        rc = cast_fail(err, "%s: rename failed: %s", a->path, strerror(errno));
+    }
+    free(a->path);
+    free(a->tmp_path);
+    a->path = a->tmp_path = NULL;
+    return rc;
+}
+
+void cast_atomic_abort(cast_atomic *a) {
+    if (a->fp) fclose(a->fp);
+    if (a->tmp_path) unlink(a->tmp_path);
+    free(a->path);
+    free(a->tmp_path);
+    memset(a, 0, sizeof *a);
+}
+
+int cast_write_file_atomic(const char *path, const void *data, size_t len, cast_err *err) {
+    cast_atomic a;
+    if (cast_atomic_open(&a, path, err)) return -1;
+    if (len && fwrite(data, 1, len, a.fp) != len) {
+        cast_atomic_abort(&a);
+        return cast_fail(err, "%s: write failed", path);
+    }
+    return cast_atomic_commit(&a, err);
+}
+
+int cast_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int cast_dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int cast_mkdirs(const char *path, cast_err *err) {
+    char *p = cast_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(p);
+            return cast_fail(err, "%s: cannot create folder: %s", path, strerror(e));
+        }
+        *s = '/';
+    }
+    int rc = 0;
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = cast_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
+    else if (!cast_dir_exists(p)) rc = cast_fail(err, "%s: exists and is not a folder", path);
+    free(p);
+    return rc;
+}
+
+char *cast_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = cast_xmalloc(a + b + 2);
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+int cast_copy_file(const char *src, const char *dst, cast_err *err) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return cast_fail(err, "%s: %s", src, strerror(errno));
+    cast_atomic a;
+    if (cast_atomic_open(&a, dst, err)) {
+        fclose(in);
+        return -1;
+    }
+    char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0) {
+        if (fwrite(chunk, 1, n, a.fp) != n) break;
+    }
+    int bad = ferror(in);
+    fclose(in);
+    if (bad) {
+        cast_atomic_abort(&a);
+        return cast_fail(err, "%s: read error", src);
+    }
+    return cast_atomic_commit(&a, err);
+}

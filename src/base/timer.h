@@ -1,0 +1,9 @@
+/* Wall-clock time and thread count. */
+#ifndef CAST_BASE_TIMER_H
+#define CAST_BASE_TIMER_H
+
+double cast_now_s(void);          /* monotonic seconds */
+void cast_set_threads(int n);      /* OpenMP and OpenBLAS share one pool */
+int cast_get_threads(void);
+
+#endif

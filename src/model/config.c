@@ -1,0 +1,188 @@
+#include "model/config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/file.h"
+#include "base/json.h"
+
+const char *cast_arch_name(cast_arch a) {
+    switch (a) {
+    case CAST_ARCH_LLAMA: return "LlamaForCausalLM";
+    case CAST_ARCH_MISTRAL: return "MistralForCausalLM";
+    case CAST_ARCH_QWEN2: return "Qwen2ForCausalLM";
+    }
+    return "?";
+}
+
+/* Upper bounds keep size arithmetic far from overflow on hostile input. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 1024
+
+static int req_dim(const cast_json *j, const char *key, int *out, int64_t max, const char *what, cast_err *err) {
+    int64_t v;
+    if (cast_json_req_int(j, key, &v, what, err)) return -1;
+    if (v <= 0 || v > max) return cast_fail(err, "%s: \"%s\" = %lld is out of range", what, key, (long long)v);
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_token_ids(const cast_json *j, const char *key, cast_config *c, const char *what, cast_err *err) {
+    cast_json *v = cast_json_get(j, key);
+    if (!v) return 0;
+    if (cast_json_is_number(v)) {
+        c->eos_ids[0] = (int)cast_json_number(v);
+        c->n_eos = 1;
+    } else if (cast_json_is_array(v)) {
+        int n = cast_json_array_size(v);
+        for (int i = 0; i < n && c->n_eos < CAST_MAX_EOS; i++) {
+            cast_json *x = cast_json_array_item(v, i);
+            if (!cast_json_is_number(x)) return cast_fail(err, "%s: \"%s\" must hold integers", what, key);
+            c->eos_ids[c->n_eos++] = (int)cast_json_number(x);
+        }
+    } else {
+        return cast_fail(err, "%s: \"%s\" must be an integer or a list", what, key);
+    }
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab) return cast_fail(err, "%s: \"%s\" is outside the vocabulary", what, key);
+    return 0;
+}
+
+int cast_config_parse(cast_config *c, const char *text, size_t n, const char *what, cast_err *err) {
+    memset(c, 0, sizeof *c);
+    cast_json *j = cast_json_parse(text, n, what, err);
+    if (!j) return -1;
+    int rc = -1;
+    if (!cast_json_is_object(j)) {
+        cast_fail(err, "%s: expected a JSON object", what);
+        goto done;
+    }
+    cast_json *archs = cast_json_get(j, "architectures");
+    const char *arch = cast_json_is_array(archs) ? cast_json_string(cast_json_array_item(archs, 0)) : NULL;
+    if (!arch) {
+        cast_fail(err, "%s: missing \"architectures\"", what);
+        goto done;
+    }
+    if (!strcmp(arch, "LlamaForCausalLM")) c->arch = CAST_ARCH_LLAMA;
+    else if (!strcmp(arch, "MistralForCausalLM")) c->arch = CAST_ARCH_MISTRAL;
+    else if (!strcmp(arch, "Qwen2ForCausalLM")) c->arch = CAST_ARCH_QWEN2;
+    else {
+        cast_fail(err, "%s: unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
+                  what, arch);
+        goto done;
+    }
+    snprintf(c->architecture, sizeof c->architecture, "%s", arch);
+
+    if (req_dim(j, "vocab_size", &c->vocab, 1 << 24, what, err) || req_dim(j, "hidden_size", &c->hidden, MAX_DIM, what, err) ||
+        req_dim(j, "intermediate_size", &c->inter, MAX_DIM, what, err) ||
+        req_dim(j, "num_hidden_layers", &c->layers, MAX_LAYERS, what, err) ||
+        req_dim(j, "num_attention_heads", &c->heads, 4096, what, err))
+        goto done;
+    int64_t v;
+    if (cast_json_opt_int(j, "num_key_value_heads", c->heads, &v, what, err)) goto done;
+    if (v <= 0 || v > c->heads || c->heads % v) {
+        cast_fail(err, "%s: num_key_value_heads = %lld must divide num_attention_heads = %d", what, (long long)v, c->heads);
+        goto done;
+    }
+    c->kv_heads = (int)v;
+    if (cast_json_opt_int(j, "head_dim", 0, &v, what, err)) goto done;
+    if (v == 0) {
+        if (c->hidden % c->heads) {
+            cast_fail(err, "%s: hidden_size %d is not a multiple of num_attention_heads %d", what, c->hidden, c->heads);
+            goto done;
+        }
+        v = c->hidden / c->heads;
+    }
+    if (v <= 0 || v > 4096 || v % 2) {
+        cast_fail(err, "%s: head_dim = %lld must be a positive even number", what, (long long)v);
+        goto done;
+    }
+    c->head_dim = (int)v;
+    if ((int64_t)c->heads * c->head_dim > MAX_DIM) {
+        cast_fail(err, "%s: heads x head_dim is too large", what);
+        goto done;
+    }
+    if (cast_json_opt_number(j, "rms_norm_eps", 1e-6, &c->rms_eps, what, err) ||
+        cast_json_opt_number(j, "rope_theta", 10000.0, &c->rope_theta, what, err))
+        goto done;
+    if (c->rms_eps <= 0 || c->rope_theta <= 0) {
+        cast_fail(err, "%s: rms_norm_eps and rope_theta must be positive", what);
+        goto done;
+    }
+    if (cast_json_opt_int(j, "max_position_embeddings", 2048, &v, what, err)) goto done;
+    c->max_pos = v > 0 && v < (1 << 24) ? (int)v : 2048;
+
+    cast_json *rs = cast_json_get(j, "rope_scaling");
+    if (rs) {
+        const char *type = NULL;
+        if (!cast_json_is_object(rs)) {
+            cast_fail(err, "%s: \"rope_scaling\" must be an object", what);
+            goto done;
+        }
+        if (cast_json_opt_string(rs, "rope_type", &type, what, err)) goto done;
+        if (!type && cast_json_opt_string(rs, "type", &type, what, err)) goto done;
+        if (!type || strcmp(type, "llama3")) {
+            if (type && !strcmp(type, "default")) goto rope_done;
+            cast_fail(err, "%s: unsupported rope_scaling type \"%s\" (supported: llama3)", what, type ? type : "?");
+            goto done;
+        }
+        c->rope_llama3 = 1;
+        int64_t orig;
+        if (cast_json_opt_number(rs, "factor", 8.0, &c->rope_factor, what, err) ||
+            cast_json_opt_number(rs, "low_freq_factor", 1.0, &c->rope_low_freq, what, err) ||
+            cast_json_opt_number(rs, "high_freq_factor", 4.0, &c->rope_high_freq, what, err) ||
+            cast_json_opt_int(rs, "original_max_position_embeddings", 8192, &orig, what, err))
+            goto done;
+        if (c->rope_factor <= 0 || c->rope_high_freq <= c->rope_low_freq || orig <= 0) {
+            cast_fail(err, "%s: invalid llama3 rope_scaling parameters", what);
+            goto done;
+        }
+        c->rope_orig_max = (int)orig;
+    }
+rope_done:;
+    int attention_bias = 0;
+    if (cast_json_opt_bool(j, "tie_word_embeddings", 0, &c->tie_embeddings, what, err) ||
+        cast_json_opt_bool(j, "attention_bias", 0, &attention_bias, what, err) ||
+        cast_json_opt_bool(j, "mlp_bias", 0, &c->mlp_bias, what, err))
+        goto done;
+    if (c->arch == CAST_ARCH_QWEN2) {
+        c->qkv_bias = 1; /* Qwen2 always has q/k/v biases and none on o */
+        c->mlp_bias = 0;
+        int use_sw = 0;
+        if (cast_json_opt_bool(j, "use_sliding_window", 0, &use_sw, what, err)) goto done;
+        if (use_sw) {
+            cast_fail(err, "%s: use_sliding_window = true is not supported for Qwen2", what);
+            goto done;
+        }
+    } else if (c->arch == CAST_ARCH_LLAMA) {
+        c->qkv_bias = c->o_bias = attention_bias;
+    } else {
+        c->mlp_bias = 0;
+        if (cast_json_opt_int(j, "sliding_window", 0, &v, what, err)) goto done;
+        if (v < 0) {
+            cast_fail(err, "%s: sliding_window must be positive", what);
+            goto done;
+        }
+        c->sliding_window = v > (1 << 30) ? 0 : (int)v;
+    }
+    if (cast_json_opt_int(j, "bos_token_id", -1, &v, what, err)) goto done;
+    c->bos_id = (v >= 0 && v < c->vocab) ? (int)v : -1;
+    if (parse_token_ids(j, "eos_token_id", c, what, err)) goto done;
+    const char *dt = NULL;
+    if (cast_json_opt_string(j, "torch_dtype", &dt, what, err)) goto done;
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt ? dt : "float32");
+    rc = 0;
+done:
+    cast_json_free(j);
+    return rc;
+}
+
+int cast_config_load(cast_config *c, const char *path, cast_err *err) {
+    char *text;
+    size_t n;
+    if (cast_read_file(path, &text, &n, err)) return -1;
+    int rc = cast_config_parse(c, text, n, path, err);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,597 @@
+/* Forward and backward of the Llama-family decoder over packed sequences.
+ *
+ * Per layer, with X the residual stream [N, D]:
+ *   Xn1 = rmsnorm(X)            Q,K,V = Xn1·Wq^T, ·Wk^T, ·Wv^T (+b)   rope(Q, K)
+ *   Z   = causal_attention(Q, K, V)  [N, H*d]    Zg = Z ⊙ ξ (per head)
+ *   Xm  = X + Zg·Wo^T (+bo)
+ *   Xn2 = rmsnorm(Xm)           G,U = Xn2·Wg^T, Xn2·Wu^T (+b)
+ *   X'  = Xm + swiglu(G, U)·Wd^T (+bd)
+ * then Xf = rmsnorm(X_L), logits = Xf·Wlm^T, cross-entropy on scored positions.
+ * The backward pass walks the same steps in reverse; the residual gradient is
+ * updated in place since the skip connections pass it through unchanged. */
+#include "model/forward.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "tensor/ops.h"
+
+/* ---- gradients ------------------------------------------------------------ */
+
+void cast_grads_init(cast_grads *gr, const cast_model *m, const int *keep, int want_gate_grads) {
+    memset(gr, 0, sizeof *gr);
+    gr->g = cast_xcalloc((size_t)m->n_tensors, sizeof *gr->g);
+    int64_t total = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!keep || keep[i]) total += m->tensors[i].numel;
+    int n_gates = want_gate_grads ? m->cfg.layers * m->cfg.heads : 0;
+    gr->numel = total;
+    gr->buffer = cast_alloc_floats((size_t)(total + n_gates));
+    float *p = gr->buffer;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!keep || keep[i]) {
+            gr->g[i] = p;
+            p += m->tensors[i].numel;
+        }
+    gr->gates = n_gates ? p : NULL;
+    gr->numel += n_gates;
+}
+
+void cast_grads_zero(cast_grads *gr) {
+    if (gr->buffer) memset(gr->buffer, 0, sizeof(float) * (size_t)gr->numel);
+}
+
+void cast_grads_free(cast_grads *gr) {
+    free(gr->g);
+    free(gr->buffer);
+    memset(gr, 0, sizeof *gr);
+}
+
+/* ---- activations ------------------------------------------------------------ */
+
+struct cast_acts {
+    int64_t N;        /* tokens the buffers hold */
+    int stored;       /* layers whose activations are kept (L for backward, else 1) */
+    size_t bytes;     /* total, to reuse when big enough */
+    void *block;
+    /* per stored layer */
+    float *x_in, *xn1, *q, *k, *v, *z, *lse, *x_mid, *xn2, *g, *u, *rstd1, *rstd2;
+    /* final */
+    float *x_last, *xf, *rstdf;
+    /* scratch */
+    float *h, *zg, *dres, *dxn, *dq, *dk, *dv, *dkh, *dvh, *dz, *dg, *du, *dxf;
+    float *attn_scratch;
+    size_t attn_per_thread;
+    float *logit_chunk, *xchunk, *dxchunk; /* [LOGIT_CHUNK, V], [LOGIT_CHUNK, D] x2 */
+    int *pos, *rows, *targets, *row_seq;
+    double *row_loss;
+    cast_rope rope;
+    int rope_ready;
+    int rope_dim;
+};
+
+cast_acts *cast_acts_new(void) { return cast_xcalloc(1, sizeof(cast_acts)); }
+
+void cast_acts_free(cast_acts *a) {
+    if (!a) return;
+    free(a->block);
+    cast_rope_free(&a->rope);
+    free(a);
+}
+
+#define LOGIT_CHUNK 256
+
+/* Lays out every buffer in one block; grows when a larger batch comes. */
+static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int stored, int backward, size_t attn_per_thread) {
+    const cast_config *c = &m->cfg;
+    int64_t D = c->hidden, F = c->inter, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
+    int threads = omp_get_max_threads();
+    int64_t chunk = N < LOGIT_CHUNK ? N : LOGIT_CHUNK;
+    a->N = N;
+    a->stored = stored;
+    a->attn_per_thread = attn_per_thread;
+    /* two rounds: the first measures the layout, the second places the buffers */
+    for (int round = 0; round < 2; round++) {
+    size_t off = 0;
+    uintptr_t base = (uintptr_t)a->block;
+#define TAKE(field, count)                                                   \
+    do {                                                                     \
+        a->field = (void *)(base + off);                                     \
+        off += (((size_t)(count) * sizeof(*a->field)) + 63) & ~(size_t)63;   \
+    } while (0)
+    TAKE(row_loss, N);
+    TAKE(x_in, N * D * stored);
+    TAKE(xn1, N * D * stored);
+    TAKE(q, N * Hd * stored);
+    TAKE(k, N * Kd * stored);
+    TAKE(v, N * Kd * stored);
+    TAKE(z, N * Hd * stored);
+    TAKE(lse, N * c->heads * stored);
+    TAKE(x_mid, N * D * stored);
+    TAKE(xn2, N * D * stored);
+    TAKE(g, N * F * stored);
+    TAKE(u, N * F * stored);
+    TAKE(rstd1, N * stored);
+    TAKE(rstd2, N * stored);
+    TAKE(x_last, N * D);
+    TAKE(xf, N * D);
+    TAKE(rstdf, N);
+    TAKE(h, N * F);
+    TAKE(zg, N * Hd);
+    TAKE(attn_scratch, (size_t)threads * attn_per_thread);
+    TAKE(logit_chunk, chunk * c->vocab);
+    TAKE(xchunk, chunk * D);
+    TAKE(dxchunk, chunk * D);
+    if (backward) {
+        TAKE(dres, N * D);
+        TAKE(dxn, N * D);
+        TAKE(dxf, N * D);
+        TAKE(dq, N * Hd);
+        TAKE(dk, N * Kd);
+        TAKE(dv, N * Kd);
+        TAKE(dkh, N * Hd);
+        TAKE(dvh, N * Hd);
+        TAKE(dz, N * Hd);
+        TAKE(dg, N * F);
+        TAKE(du, N * F);
+    } else {
+        a->dres = a->dxn = a->dxf = a->dq = a->dk = a->dv = a->dkh = a->dvh = a->dz = a->dg = a->du = NULL;
+    }
+    TAKE(pos, N);
+    TAKE(rows, N);
+    TAKE(targets, N);
+    TAKE(row_seq, N);
+#undef TAKE
+    if (round == 0 && off > a->bytes) {
+        free(a->block);
+        a->block = NULL;
+        if (posix_memalign(&a->block, 64, off)) abort();
+        a->bytes = off;
+    }
+    }
+    if (!a->rope_ready || a->rope_dim != c->head_dim) {
+        if (a->rope_ready) cast_rope_free(&a->rope);
+        cast_rope_init(&a->rope, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low_freq,
+                       c->rope_high_freq, c->rope_orig_max);
+        a->rope_ready = 1;
+        a->rope_dim = c->head_dim;
+    }
+}
+
+/* ---- one forward pass ------------------------------------------------------ */
+
+typedef struct pass {
+    const cast_model *m;
+    cast_acts *a;
+    const cast_seqs *s;
+    cast_kv *kv;        /* decoding: attend over the cache */
+    const int *slot_of; /* sequence -> cache slot */
+    int64_t N, base;    /* tokens, s->off[0] */
+    int store;          /* keep every layer's activations for backward */
+} pass;
+
+static inline float *L_(float *buf, int64_t per_layer, int slot) { return buf + per_layer * slot; }
+
+static int validate(const cast_model *m, const cast_seqs *s, int check_labels, cast_err *err) {
+    int V = m->cfg.vocab;
+    for (int b = 0; b < s->n; b++) {
+        if (s->off[b + 1] <= s->off[b]) return cast_fail(err, "sequence %d is empty", b);
+        for (int64_t t = s->off[b]; t < s->off[b + 1]; t++) {
+            if (s->ids[t] < 0 || s->ids[t] >= V)
+                return cast_fail(err, "sequence %d: token id %d is outside the model's vocabulary (%d)", b, s->ids[t], V);
+            int lab = s->labels[t];
+            if (check_labels && lab != CAST_IGNORE_LABEL && (lab < 0 || lab >= V))
+                return cast_fail(err, "sequence %d: label %d is outside the model's vocabulary (%d)", b, lab, V);
+        }
+    }
+    return 0;
+}
+
+static void attention_layer(pass *P, int l, int sl) {
+    const cast_config *c = &P->m->cfg;
+    cast_acts *a = P->a;
+    int H = c->heads, K = c->kv_heads, d = c->head_dim, group = H / K;
+    int64_t N = P->N, Hd = (int64_t)H * d, Kd = (int64_t)K * d;
+    float *q = L_(a->q, N * Hd, sl), *k = L_(a->k, N * Kd, sl), *v = L_(a->v, N * Kd, sl);
+    float *z = L_(a->z, N * Hd, sl), *lse = L_(a->lse, N * H, sl);
+    float scale = 1.0f / sqrtf((float)d);
+    int window = c->sliding_window;
+    cast_kv *kv = P->kv;
+    if (kv) { /* append the new keys and values to each sequence's slot */
+        for (int b = 0; b < P->s->n; b++) {
+            int slot = P->slot_of ? P->slot_of[b] : b;
+            int64_t r0 = P->s->off[b] - P->base, n = P->s->off[b + 1] - P->s->off[b];
+            for (int g = 0; g < K; g++) {
+                size_t cache = (((size_t)l * kv->slots + slot) * K + g) * kv->max_t * d;
+                for (int64_t i = 0; i < n; i++) {
+                    size_t at = cache + (size_t)(kv->len[slot] + i) * d;
+                    memcpy(kv->k + at, k + (r0 + i) * Kd + g * d, sizeof(float) * d);
+                    memcpy(kv->v + at, v + (r0 + i) * Kd + g * d, sizeof(float) * d);
+                }
+            }
+        }
+    }
+    int pairs = P->s->n * H;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int ph = 0; ph < pairs; ph++) {
+        int b = ph / H, h = ph % H, g = h / group;
+        int64_t r0 = P->s->off[b] - P->base;
+        int n = (int)(P->s->off[b + 1] - P->s->off[b]);
+        float *scratch = a->attn_scratch + (size_t)omp_get_thread_num() * a->attn_per_thread;
+        if (kv) {
+            int slot = P->slot_of ? P->slot_of[b] : b;
+            size_t cache = (((size_t)l * kv->slots + slot) * K + g) * kv->max_t * d;
+            cast_attention_fwd(z + r0 * Hd + h * d, (int)Hd, NULL, q + r0 * Hd + h * d, (int)Hd, kv->k + cache, kv->v + cache,
+                               d, n, kv->len[slot], window, d, scale, scratch);
+        } else {
+            cast_attention_fwd(z + r0 * Hd + h * d, (int)Hd, lse + (int64_t)h * N + r0, q + r0 * Hd + h * d, (int)Hd,
+                               k + r0 * Kd + g * d, v + r0 * Kd + g * d, (int)Kd, n, 0, window, d, scale, scratch);
+        }
+    }
+}
+
+static int gates_active(const cast_model *m, int l) {
+    for (int h = 0; h < m->cfg.heads; h++)
+        if (m->gates[l * m->cfg.heads + h] != 1.0f) return 1;
+    return 0;
+}
+
+/* Zg = Z ⊙ ξ into a->zg, or Z itself when every gate of the layer is 1. */
+static const float *gated(const pass *P, int l, const float *z) {
+    const cast_model *m = P->m;
+    if (!gates_active(m, l)) return z;
+    int H = m->cfg.heads, d = m->cfg.head_dim;
+    int64_t Hd = (int64_t)H * d;
+    float *zg = P->a->zg;
+    const float *xi = m->gates + (size_t)l * H;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < P->N; t++)
+        for (int h = 0; h < H; h++)
+            for (int c = 0; c < d; c++) zg[t * Hd + h * d + c] = z[t * Hd + h * d + c] * xi[h];
+    return zg;
+}
+
+static void forward_layers(pass *P) {
+    const cast_model *m = P->m;
+    const cast_config *c = &m->cfg;
+    cast_acts *a = P->a;
+    int64_t N = P->N, D = c->hidden, F = c->inter, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
+    const cast_tensor *T = m->tensors;
+#define W(i) ((i) >= 0 ? T[i].data : NULL)
+    /* embeddings */
+    const float *E = T[m->embed].data;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < N; t++) memcpy(a->x_in + t * D, E + (int64_t)P->s->ids[P->base + t] * D, sizeof(float) * D);
+    for (int l = 0; l < c->layers; l++) {
+        int sl = P->store ? l : 0;
+        const cast_layer_index *x = &m->layer[l];
+        float *X = L_(a->x_in, N * D, sl), *Xn1 = L_(a->xn1, N * D, sl), *Xm = L_(a->x_mid, N * D, sl),
+              *Xn2 = L_(a->xn2, N * D, sl);
+        float *Q = L_(a->q, N * Hd, sl), *K = L_(a->k, N * Kd, sl), *V = L_(a->v, N * Kd, sl), *Z = L_(a->z, N * Hd, sl);
+        float *G = L_(a->g, N * F, sl), *U = L_(a->u, N * F, sl);
+        cast_rmsnorm_fwd(Xn1, L_(a->rstd1, N, sl), X, W(x->attn_norm), N, (int)D, (float)c->rms_eps);
+        cast_linear_fwd(Q, Xn1, W(x->wq), W(x->bq), N, (int)D, (int)Hd, 0);
+        cast_linear_fwd(K, Xn1, W(x->wk), W(x->bk), N, (int)D, (int)Kd, 0);
+        cast_linear_fwd(V, Xn1, W(x->wv), W(x->bv), N, (int)D, (int)Kd, 0);
+        cast_rope_apply(&a->rope, Q, a->pos, N, c->heads, 0);
+        cast_rope_apply(&a->rope, K, a->pos, N, c->kv_heads, 0);
+        attention_layer(P, l, sl);
+        memcpy(Xm, X, sizeof(float) * (size_t)(N * D));
+        cast_linear_fwd(Xm, gated(P, l, Z), W(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
+        cast_rmsnorm_fwd(Xn2, L_(a->rstd2, N, sl), Xm, W(x->mlp_norm), N, (int)D, (float)c->rms_eps);
+        cast_linear_fwd(G, Xn2, W(x->wg), W(x->bg), N, (int)D, (int)F, 0);
+        cast_linear_fwd(U, Xn2, W(x->wu), W(x->bu), N, (int)D, (int)F, 0);
+        cast_swiglu_fwd(a->h, G, U, N * F);
+        /* the layer's output is the next layer's input (in place when not storing) */
+        float *out = l + 1 < c->layers ? (P->store ? L_(a->x_in, N * D, l + 1) : X) : a->x_last;
+        memcpy(out, Xm, sizeof(float) * (size_t)(N * D));
+        cast_linear_fwd(out, a->h, W(x->wd), W(x->bd), N, (int)F, (int)D, 1);
+    }
+    cast_rmsnorm_fwd(a->xf, a->rstdf, a->x_last, T[m->norm].data, N, (int)D, (float)c->rms_eps);
+#undef W
+}
+
+/* Positions of every token, and the scored rows (t with labels[t+1] scored). */
+static int64_t prepare(pass *P) {
+    const cast_seqs *s = P->s;
+    cast_acts *a = P->a;
+    int64_t rows = 0;
+    for (int b = 0; b < s->n; b++) {
+        int64_t r0 = s->off[b] - P->base, n = s->off[b + 1] - s->off[b];
+        int past = P->kv ? P->kv->len[P->slot_of ? P->slot_of[b] : b] : 0;
+        for (int64_t i = 0; i < n; i++) {
+            a->pos[r0 + i] = past + (int)i;
+            if (i + 1 < n && s->labels[s->off[b] + i + 1] != CAST_IGNORE_LABEL) {
+                a->rows[rows] = (int)(r0 + i);
+                a->targets[rows] = s->labels[s->off[b] + i + 1];
+                a->row_seq[rows] = b;
+                rows++;
+            }
+        }
+    }
+    return rows;
+}
+
+static size_t attn_scratch_need(const cast_seqs *s, const cast_kv *kv, const int *slot_of) {
+    size_t need = 1;
+    for (int b = 0; b < s->n; b++) {
+        size_t n = (size_t)(s->off[b + 1] - s->off[b]);
+        size_t past = kv ? (size_t)kv->len[slot_of ? slot_of[b] : b] : 0;
+        size_t x = n * (past + n) > 2 * n * n ? n * (past + n) : 2 * n * n;
+        need = x > need ? x : need;
+    }
+    return need;
+}
+
+static int max_position(const cast_seqs *s, const cast_kv *kv, const int *slot_of) {
+    int mx = 0;
+    for (int b = 0; b < s->n; b++) {
+        int p = (int)(s->off[b + 1] - s->off[b]) + (kv ? kv->len[slot_of ? slot_of[b] : b] : 0);
+        mx = p > mx ? p : mx;
+    }
+    return mx;
+}
+
+/* Cross-entropy over the scored rows, in chunks: logits of at most
+ * LOGIT_CHUNK rows exist at a time. With grads, dXf and dWlm are filled. */
+static void loss_chunks(pass *P, int64_t rows, float grad_scale, float *dlm, cast_loss *loss) {
+    const cast_model *m = P->m;
+    cast_acts *a = P->a;
+    int D = m->cfg.hidden, V = m->cfg.vocab;
+    const float *Wlm = m->tensors[m->lm_head].data;
+    float *xc = a->xchunk;
+    double sum = 0;
+    if (grad_scale != 0.0f) memset(a->dxf, 0, sizeof(float) * (size_t)(P->N * D));
+    for (int64_t r0 = 0; r0 < rows; r0 += LOGIT_CHUNK) {
+        int64_t n = rows - r0 < LOGIT_CHUNK ? rows - r0 : LOGIT_CHUNK;
+        for (int64_t i = 0; i < n; i++) memcpy(xc + i * D, a->xf + (int64_t)a->rows[r0 + i] * D, sizeof(float) * D);
+        cast_linear_fwd(a->logit_chunk, xc, Wlm, NULL, n, D, V, 0);
+        sum += cast_cross_entropy(a->logit_chunk, a->targets + r0, n, V, grad_scale, a->row_loss + r0);
+        if (grad_scale != 0.0f) {
+            /* dXf rows and dWlm from this chunk's dlogits */
+            float *dxc = a->dxchunk;
+            cast_linear_bwd(dxc, dlm, NULL, a->logit_chunk, xc, Wlm, n, D, V, 0);
+            for (int64_t i = 0; i < n; i++) {
+                float *dst = a->dxf + (int64_t)a->rows[r0 + i] * D;
+                for (int k = 0; k < D; k++) dst[k] += dxc[i * D + k];
+            }
+        }
+    }
+    loss->sum = sum;
+    loss->count = rows;
+}
+
+static void per_sequence(const pass *P, int64_t rows, double *seq_loss, int64_t *seq_count) {
+    for (int b = 0; b < P->s->n; b++) {
+        if (seq_loss) seq_loss[b] = 0;
+        if (seq_count) seq_count[b] = 0;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        if (seq_loss) seq_loss[P->a->row_seq[r]] += P->a->row_loss[r];
+        if (seq_count) seq_count[P->a->row_seq[r]]++;
+    }
+}
+
+static int begin(pass *P, const cast_model *m, cast_acts *a, const cast_seqs *s, cast_kv *kv, const int *slot_of, int store,
+                 int backward, cast_err *err) {
+    memset(P, 0, sizeof *P);
+    if (s->n <= 0) return cast_fail(err, "no sequences to run");
+    if (validate(m, s, !kv, err)) return -1;
+    P->m = m;
+    P->a = a;
+    P->s = s;
+    P->kv = kv;
+    P->slot_of = slot_of;
+    P->base = s->off[0];
+    P->N = s->off[s->n] - s->off[0];
+    P->store = store;
+    int max_pos = max_position(s, kv, slot_of);
+    acts_reserve(a, m, P->N, store ? m->cfg.layers : 1, backward, attn_scratch_need(s, kv, slot_of));
+    cast_rope_reserve(&a->rope, max_pos + 1);
+    return 0;
+}
+
+int cast_model_forward(const cast_model *m, cast_acts *a, const cast_seqs *s, float *logits, cast_loss *loss,
+                       double *seq_loss, int64_t *seq_count, cast_err *err) {
+    pass P;
+    if (begin(&P, m, a, s, NULL, NULL, 0, 0, err)) return -1;
+    int64_t rows = prepare(&P);
+    forward_layers(&P);
+    cast_loss l = {0, 0};
+    if (logits) {
+        int V = m->cfg.vocab;
+        cast_linear_fwd(logits, a->xf, m->tensors[m->lm_head].data, NULL, P.N, m->cfg.hidden, V, 0);
+        double sum = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = logits + (int64_t)a->rows[r] * V;
+            float mx = -INFINITY;
+            for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+            double e = 0;
+            for (int i = 0; i < V; i++) e += exp((double)(x[i] - mx));
+            a->row_loss[r] = mx + log(e) - x[a->targets[r]];
+            sum += a->row_loss[r];
+        }
+        l.sum = sum;
+        l.count = rows;
+    } else {
+        loss_chunks(&P, rows, 0.0f, NULL, &l);
+    }
+    per_sequence(&P, rows, seq_loss, seq_count);
+    if (loss) *loss = l;
+    return 0;
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+static int lowest_needed_layer(const cast_model *m, const cast_grads *gr) {
+    if (gr->g[m->embed]) return 0;
+    for (int l = 0; l < m->cfg.layers; l++) {
+        if (gr->gates) return l;
+        const int *idx = &m->layer[l].attn_norm;
+        for (size_t k = 0; k < sizeof(cast_layer_index) / sizeof(int); k++)
+            if (idx[k] >= 0 && gr->g[idx[k]]) return l;
+    }
+    return m->cfg.layers; /* nothing below the head */
+}
+
+static void backward_layer(pass *P, int l, cast_grads *gr) {
+    const cast_model *m = P->m;
+    const cast_config *c = &m->cfg;
+    cast_acts *a = P->a;
+    const cast_layer_index *x = &m->layer[l];
+    int H = c->heads, K = c->kv_heads, d = c->head_dim, group = H / K;
+    int64_t N = P->N, D = c->hidden, F = c->inter, Hd = (int64_t)H * d, Kd = (int64_t)K * d;
+    const cast_tensor *T = m->tensors;
+#define W(i) ((i) >= 0 ? T[i].data : NULL)
+#define GR(i) ((i) >= 0 ? gr->g[i] : NULL)
+    float *X = L_(a->x_in, N * D, l), *Xn1 = L_(a->xn1, N * D, l), *Xm = L_(a->x_mid, N * D, l), *Xn2 = L_(a->xn2, N * D, l);
+    float *Q = L_(a->q, N * Hd, l), *Kb = L_(a->k, N * Kd, l), *V = L_(a->v, N * Kd, l), *Z = L_(a->z, N * Hd, l);
+    float *lse = L_(a->lse, N * H, l), *G = L_(a->g, N * F, l), *U = L_(a->u, N * F, l);
+    float *dres = a->dres;
+
+    /* MLP: out = Xm + h·Wd^T */
+    cast_swiglu_fwd(a->h, G, U, N * F);
+    /* h is dead once dWd is taken, so its buffer receives dG */
+    float *dh = a->dg, *dG = a->h;
+    cast_linear_bwd(dh, GR(x->wd), GR(x->bd), dres, a->h, W(x->wd), N, (int)F, (int)D, 0);
+    cast_swiglu_bwd(dG, a->du, dh, G, U, N * F);
+    cast_linear_bwd(a->dxn, GR(x->wg), GR(x->bg), dG, Xn2, W(x->wg), N, (int)D, (int)F, 0);
+    cast_linear_bwd(a->dxn, GR(x->wu), GR(x->bu), a->du, Xn2, W(x->wu), N, (int)D, (int)F, 1);
+    cast_rmsnorm_bwd(dres, GR(x->mlp_norm), a->dxn, Xm, W(x->mlp_norm), L_(a->rstd2, N, l), N, (int)D);
+
+    /* attention output: Xm = X + Zg·Wo^T */
+    const float *Zg = gated(P, l, Z);
+    cast_linear_bwd(a->dz, GR(x->wo), GR(x->bo), dres, Zg, W(x->wo), N, (int)Hd, (int)D, 0);
+    if (gr->gates) {
+        for (int h = 0; h < H; h++) {
+            double s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+            for (int64_t t = 0; t < N; t++)
+                for (int k = 0; k < d; k++) s += (double)Z[t * Hd + h * d + k] * a->dz[t * Hd + h * d + k];
+            gr->gates[l * H + h] += (float)s;
+        }
+    }
+    if (gates_active(m, l)) {
+        const float *xi = m->gates + (size_t)l * H;
+        for (int64_t t = 0; t < N; t++)
+            for (int h = 0; h < H; h++)
+                for (int k = 0; k < d; k++) a->dz[t * Hd + h * d + k] *= xi[h];
+    }
+    /* attention core, per (sequence, head); dK and dV per query head, summed per group after */
+    float scale = 1.0f / sqrtf((float)d);
+    int pairs = P->s->n * H;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int ph = 0; ph < pairs; ph++) {
+        int b = ph / H, h = ph % H, g = h / group;
+        int64_t r0 = P->s->off[b] - P->base;
+        int n = (int)(P->s->off[b + 1] - P->s->off[b]);
+        float *scratch = a->attn_scratch + (size_t)omp_get_thread_num() * a->attn_per_thread;
+        cast_attention_bwd(a->dq + r0 * Hd + h * d, (int)Hd, a->dkh + r0 * Hd + h * d, a->dvh + r0 * Hd + h * d, (int)Hd,
+                           a->dz + r0 * Hd + h * d, Z + r0 * Hd + h * d, (int)Hd, lse + (int64_t)h * N + r0,
+                           Q + r0 * Hd + h * d, Kb + r0 * Kd + g * d, V + r0 * Kd + g * d, (int)Kd, n, c->sliding_window, d,
+                           scale, scratch);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < N; t++)
+        for (int g = 0; g < K; g++)
+            for (int k = 0; k < d; k++) {
+                float sk = 0, sv = 0;
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    sk += a->dkh[t * Hd + h * d + k];
+                    sv += a->dvh[t * Hd + h * d + k];
+                }
+                a->dk[t * Kd + g * d + k] = sk;
+                a->dv[t * Kd + g * d + k] = sv;
+            }
+    cast_rope_apply(&a->rope, a->dq, a->pos, N, H, 1);
+    cast_rope_apply(&a->rope, a->dk, a->pos, N, K, 1);
+    cast_linear_bwd(a->dxn, GR(x->wq), GR(x->bq), a->dq, Xn1, W(x->wq), N, (int)D, (int)Hd, 0);
+    cast_linear_bwd(a->dxn, GR(x->wk), GR(x->bk), a->dk, Xn1, W(x->wk), N, (int)D, (int)Kd, 1);
+    cast_linear_bwd(a->dxn, GR(x->wv), GR(x->bv), a->dv, Xn1, W(x->wv), N, (int)D, (int)Kd, 1);
+    cast_rmsnorm_bwd(dres, GR(x->attn_norm), a->dxn, X, W(x->attn_norm), L_(a->rstd1, N, l), N, (int)D);
+#undef W
+#undef GR
+}
+
+int cast_model_forward_backward(const cast_model *m, cast_acts *a, const cast_seqs *s, cast_grads *gr, double denom,
+                                cast_loss *loss, cast_err *err) {
+    pass P;
+    if (begin(&P, m, a, s, NULL, NULL, 1, 1, err)) return -1;
+    int64_t rows = prepare(&P);
+    forward_layers(&P);
+    if (denom <= 0) denom = (double)rows;
+    cast_loss l = {0, 0};
+    if (rows == 0) {
+        if (loss) *loss = l;
+        return 0; /* nothing scored: zero gradient */
+    }
+    int64_t D = m->cfg.hidden, N = P.N;
+    loss_chunks(&P, rows, (float)(1.0 / denom), gr->g[m->lm_head], &l);
+    /* final norm */
+    memset(a->dres, 0, sizeof(float) * (size_t)(N * D));
+    cast_rmsnorm_bwd(a->dres, gr->g[m->norm], a->dxf, a->x_last, m->tensors[m->norm].data, a->rstdf, N, (int)D);
+    int lowest = lowest_needed_layer(m, gr);
+    for (int layer = m->cfg.layers - 1; layer >= lowest; layer--) backward_layer(&P, layer, gr);
+    float *dE = gr->g[m->embed];
+    if (dE) {
+        /* tokens may repeat: accumulate serially over tokens, in parallel over columns */
+#pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < D; k++)
+            for (int64_t t = 0; t < N; t++) dE[(int64_t)s->ids[P.base + t] * D + k] += a->dres[t * D + k];
+    }
+    if (loss) *loss = l;
+    return 0;
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+int cast_kv_init(cast_kv *kv, const cast_model *m, int slots, int max_t, cast_err *err) {
+    memset(kv, 0, sizeof *kv);
+    if (slots <= 0 || max_t <= 0) return cast_fail(err, "KV cache needs at least one slot and one position");
+    size_t n = (size_t)m->cfg.layers * slots * m->cfg.kv_heads * (size_t)max_t * m->cfg.head_dim;
+    kv->slots = slots;
+    kv->max_t = max_t;
+    kv->len = cast_xcalloc((size_t)slots, sizeof(int));
+    kv->k = cast_alloc_floats(n);
+    kv->v = cast_alloc_floats(n);
+    return 0;
+}
+
+void cast_kv_free(cast_kv *kv) {
+    free(kv->len);
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}
+
+void cast_kv_reset(cast_kv *kv, int slot) { kv->len[slot] = 0; }
+
+int cast_model_step(const cast_model *m, cast_acts *a, cast_kv *kv, const cast_seqs *s, const int *slot_of,
+                    float *last_logits, cast_err *err) {
+    for (int b = 0; b < s->n; b++) {
+        int slot = slot_of ? slot_of[b] : b;
+        if (slot < 0 || slot >= kv->slots) return cast_fail(err, "KV cache slot %d out of range", slot);
+        if (kv->len[slot] + (s->off[b + 1] - s->off[b]) > kv->max_t)
+            return cast_fail(err, "KV cache full: %d positions", kv->max_t);
+    }
+    pass P;
+    if (begin(&P, m, a, s, kv, slot_of, 0, 0, err)) return -1;
+    prepare(&P);
+    forward_layers(&P);
+    int D = m->cfg.hidden, V = m->cfg.vocab;
+    const float *Wlm = m->tensors[m->lm_head].data;
+    /* logits of each sequence's last token, LOGIT_CHUNK rows per product */
+    for (int b0 = 0; b0 < s->n; b0 += LOGIT_CHUNK) {
+        int n = s->n - b0 < LOGIT_CHUNK ? s->n - b0 : LOGIT_CHUNK;
+        for (int i = 0; i < n; i++) {
+            int64_t last = s->off[b0 + i + 1] - 1 - P.base;
+            memcpy(a->xchunk + (int64_t)i * D, a->xf + last * D, sizeof(float) * D);
+        }
+        cast_linear_fwd(last_logits + (int64_t)b0 * V, a->xchunk, Wlm, NULL, n, D, V, 0);
+    }
+    for (int b = 0; b < s->n; b++) kv->len[slot_of ? slot_of[b] : b] += (int)(s->off[b + 1] - s->off[b]);
+    return 0;
+}

@@ -1,0 +1,64 @@
+/* Kernels of the transformer, each forward next to its backward.
+ * Shapes: N packed tokens, D hidden, F MLP width, d head_dim, V vocab.
+ * Backward functions accumulate (+=) into parameter gradients so that
+ * micro-batches add up; input gradients are written or added as noted. */
+#ifndef CAST_TENSOR_OPS_H
+#define CAST_TENSOR_OPS_H
+
+#include <stdint.h>
+
+/* ---- linear: y[N,out] (= or += per accumulate) x[N,in] · W[out,in]^T + b[out] */
+void cast_linear_fwd(float *y, const float *x, const float *w, const float *b, int64_t N, int in, int out, int accumulate);
+/* dx[N,in] (= or += per accumulate_dx) dy·W;  dw[out,in] += dy^T·x;  db += Σ dy.
+ * Any of dx, dw, db may be NULL. */
+void cast_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t N, int in,
+                     int out, int accumulate_dx);
+
+/* ---- RMSNorm: y = w ⊙ x / sqrt(mean(x²) + eps) ------------------------- */
+/* rstd[N] receives 1/sqrt(mean(x²)+eps) (may be NULL). */
+void cast_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps);
+/* dx[N,D] += ...;  dw[D] += Σ_t dy ⊙ x·rstd (dw may be NULL). */
+void cast_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int64_t N,
+                      int D);
+
+/* ---- RoPE (Hugging Face rotate_half: pairs i and i + d/2) -------------- */
+typedef struct cast_rope {
+    int half;       /* d/2 */
+    int n_pos;      /* positions tabulated */
+    float *inv_freq; /* [half] */
+    float *cos, *sin; /* [n_pos, half] */
+} cast_rope;
+void cast_rope_init(cast_rope *r, int head_dim, double theta, int llama3, double factor, double low_freq, double high_freq,
+                    int orig_max);
+/* Makes sure positions [0, n) are tabulated. */
+void cast_rope_reserve(cast_rope *r, int n);
+void cast_rope_free(cast_rope *r);
+/* x[N, n_heads*d] rotated in place; pos[N] positions. inverse = 1 applies the
+ * transpose (the backward pass). */
+void cast_rope_apply(const cast_rope *r, float *x, const int *pos, int64_t N, int n_heads, int inverse);
+
+/* ---- SwiGLU: h = silu(g) ⊙ u --------------------------------------------- */
+void cast_swiglu_fwd(float *h, const float *g, const float *u, int64_t n);
+/* dg, du from dh (written, not accumulated). */
+void cast_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
+
+/* ---- causal attention for one (sequence, head) --------------------------
+ * q: [n, d] rows of the new tokens (stride qs); k, v: [past + n, d] (stride ks);
+ * query i sees keys j with j <= past + i and, with a window W > 0, j > past + i - W.
+ * z: [n, d] (stride zs); lse[n] gets each row's log-sum-exp (may be NULL).
+ * scratch: n * (past + n) floats. */
+void cast_attention_fwd(float *z, int zs, float *lse, const float *q, int qs, const float *k, const float *v, int ks, int n,
+                        int past, int window, int d, float scale, float *scratch);
+/* Backward with the probabilities recomputed from lse (past = 0: training).
+ * dq written; dk, dv written (per-head buffers, stride dks). scratch: 2*n*n. */
+void cast_attention_bwd(float *dq, int qs, float *dk, float *dv, int dks, const float *dz, const float *z, int zs,
+                        const float *lse, const float *q, const float *k, const float *v, int ks, int n, int window, int d,
+                        float scale, float *scratch);
+
+/* ---- cross-entropy over logits rows -------------------------------------
+ * For each row r with target[r]: loss_r = logsumexp(logits_r) - logits_r[target].
+ * If grad_scale != 0, logits are overwritten with (softmax - onehot) * grad_scale.
+ * row_loss[rows] (optional) receives each loss_r. Returns Σ loss_r. */
+double cast_cross_entropy(float *logits, const int *target, int64_t rows, int V, float grad_scale, double *row_loss);
+
+#endif

@@ -1,0 +1,95 @@
+/* Datasets, recognised by content (not by file name): JSONL, JSON arrays and
+ * CSV files of prompts, responses, conversations, token ids, multiple-choice
+ * questions and exact answers; gzip is transparent. docs/datasets.md lists
+ * the formats. Malformed input is an error naming the file and line; nothing
+ * is skipped silently. */
+#ifndef CAST_TEXT_DATASET_H
+#define CAST_TEXT_DATASET_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "model/seqs.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
+
+typedef enum cast_data_kind {
+    CAST_DATA_PROMPT_RESPONSE, /* prompt + reference response */
+    CAST_DATA_MESSAGES,        /* conversations */
+    CAST_DATA_TOKENS,          /* pre-tokenized input_ids (+ labels) */
+    CAST_DATA_EVAL_PROMPTS,    /* prompts without responses (AdvBench, XSTest, HarmBench, ...) */
+    CAST_DATA_MULTIPLE_CHOICE, /* prompt + choices + correct index (MMLU, TruthfulQA mc1) */
+    CAST_DATA_EXACT_ANSWER,    /* prompt + worked response + exact answer (GSM8K) */
+    CAST_DATA_TEXT,            /* plain text, all of it scored */
+} cast_data_kind;
+
+/* One example; fields that the source lacks are NULL / 0. */
+typedef struct cast_example {
+    int line;       /* 1-based line where the example starts in the file */
+    char *prompt;   /* the user's request (HarmBench: context, ---, behaviour) */
+    char *response; /* reference response; NULL for evaluation prompts */
+    char *target;   /* AdvBench target ("Sure, here is ..."): a harmful compliance, never a response */
+    char *context;  /* HarmBench ContextString (also folded into prompt) */
+    char *text;     /* CAST_DATA_TEXT */
+    cast_message *messages; /* owned strings */
+    int n_messages;
+    int *ids, *labels; /* CAST_DATA_TOKENS; labels NULL = every token scored */
+    int n_ids;
+    char **choices; /* CAST_DATA_MULTIPLE_CHOICE */
+    int n_choices, correct;
+    char *answer;   /* exact answer: GSM8K's number after ####, thousands separators removed */
+    char *label;    /* e.g. XSTest safe | unsafe */
+    char *type;     /* e.g. XSTest type, HarmBench FunctionalCategory */
+    char *category; /* e.g. HarmBench SemanticCategory, do-not-answer risk_area */
+    char *id;       /* the source's own id, when it has one */
+} cast_example;
+
+typedef struct cast_dataset {
+    char *path;
+    cast_data_kind kind;
+    const char *format; /* what was recognised, e.g. "AdvBench CSV (goal,target)" */
+    int n;
+    cast_example *ex;
+} cast_dataset;
+
+const char *cast_data_kind_name(cast_data_kind k); /* "prompt_response", "messages", ... */
+
+int cast_dataset_load(cast_dataset *d, const char *path, cast_err *err);
+void cast_dataset_free(cast_dataset *d);
+
+/* Keeps the examples whose label equals `label` (e.g. XSTest "safe"); returns how many. */
+int cast_dataset_filter_label(cast_dataset *d, const char *label);
+/* Keeps examples [first, first + count) (clamped). */
+void cast_dataset_take(cast_dataset *d, int first, int count);
+/* Deterministic shuffle (cast_rng). */
+void cast_dataset_shuffle(cast_dataset *d, uint64_t seed);
+
+/* Training / scoring sequences, one per example in order (the first
+ * max_examples; 0 = all), truncated to max_len tokens (0 = no limit):
+ * - prompt/response (also multiple choice with its correct choice, exact
+ *   answer with its worked response): the conversation [user prompt,
+ *   assistant response] through tpl, or with tpl NULL plain text: the prompt
+ *   (with the tokenizer's post-processor, e.g. BOS) and a newline, unscored,
+ *   then the response and EOS, scored;
+ * - messages: as they are, through tpl (required);
+ * - tokens: as they are (tok may be NULL; with it, ids are checked against
+ *   the vocabulary);
+ * - text: the text with the post-processor, all scored.
+ * Evaluation prompts have nothing to score: an error. So is an example with
+ * no scored token (naming its file and line). */
+int cast_dataset_encode(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl, int max_len,
+                        int max_examples, cast_seqs *out, cast_err *err);
+
+/* Prompts for generation, one per example (labels all -100): the prompt as a
+ * user turn through tpl with the generation prompt, or with tpl NULL the
+ * prompt with the post-processor; a conversation up to its last assistant
+ * turn. Not for tokens or text datasets. */
+int cast_dataset_encode_prompts(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl,
+                                int max_examples, cast_seqs *out, cast_err *err);
+
+/* One prompt/response pair as cast_dataset_encode encodes it (for scoring
+ * each choice of a multiple-choice question, for instance). */
+int cast_encode_prompt_response(const cast_tokenizer *tok, const cast_chat_template *tpl, const char *prompt,
+                                const char *response, int **ids, int **labels, int *n, cast_err *err);
+
+#endif
