@@ -46,6 +46,14 @@ async function main() {
   }
   const seqS = Number(process.hrtime.bigint() - s0) / 1e9;
 
+  // FNV-1a over all ids (4 little-endian bytes each), as cast's --bench reports it
+  let hash = 2166136261;
+  for (const l of lines) {
+    for (const id of (await tok.encode(l, null, opts)).getIds()) {
+      for (let k = 0; k < 4; k++) hash = Math.imul(hash ^ ((id >>> (8 * k)) & 0xff), 16777619) >>> 0;
+    }
+  }
+
   let batchTokens = 0;
   s0 = process.hrtime.bigint();
   for (let r = 0; r < rounds; r++) {
@@ -54,7 +62,7 @@ async function main() {
   const batchS = Number(process.hrtime.bigint() - s0) / 1e9;
 
   console.log(JSON.stringify({
-    lines: lines.length, rounds, load_seconds: loadS,
+    lines: lines.length, rounds, load_seconds: loadS, ids_hash: hash.toString(16).padStart(8, '0'),
     sequential: { tokens: seqTokens, seconds: seqS, tokens_per_s: seqTokens / seqS },
     batch: { tokens: batchTokens, seconds: batchS, tokens_per_s: batchTokens / batchS },
   }));

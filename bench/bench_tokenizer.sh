@@ -40,7 +40,7 @@ command -v taskset >/dev/null && pin="taskset -c 0"
 export TOKENIZERS_PARALLELISM=false RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 echo "corpus: $(wc -l <"$tmp/prose.txt") lines, $(wc -c <"$tmp/prose.txt") bytes; $rounds rounds; ${pin:-no pinning}"
-printf '%-20s %12s %14s %14s %9s %s\n' tokenizer "cast tok/s" "HF batch tok/s" "HF call tok/s" "cast/HF" "tokens"
+printf '%-20s %12s %14s %14s %9s %s\n' tokenizer "cast tok/s" "HF batch tok/s" "HF call tok/s" "cast/HF" "check"
 for name in $names; do
     dir="$data/tokenizers/$name"
     c=$($pin "$cast" tokenize "$dir" --bench "$tmp/prose.txt" --rounds "$rounds" --json)
@@ -48,10 +48,10 @@ for name in $names; do
     node -e '
 const [name, c, h] = [process.argv[1], JSON.parse(process.argv[2]), JSON.parse(process.argv[3])];
 const best = Math.max(h.batch.tokens_per_s, h.sequential.tokens_per_s);
-const same = c.tokens === h.batch.tokens && c.tokens === h.sequential.tokens;
+const same = c.tokens === h.batch.tokens && c.tokens === h.sequential.tokens && c.ids_hash === h.ids_hash;
 console.log(name.padEnd(20), c.tokens_per_s.toFixed(0).padStart(12), h.batch.tokens_per_s.toFixed(0).padStart(14),
   h.sequential.tokens_per_s.toFixed(0).padStart(14), (c.tokens_per_s / best).toFixed(2).padStart(9),
-  same ? "same count" : `DIFFER cast ${c.tokens} HF ${h.batch.tokens}`);
+  same ? "same ids" : `DIFFER: cast ${c.tokens} tokens (${c.ids_hash}), HF ${h.batch.tokens} (${h.ids_hash})`);
 ' "$name" "$c" "$h"
 done
-echo "cast/HF: against the faster of HF's two timings."
+echo "cast/HF: against the faster of HF's two timings; \"same ids\": equal token counts and a hash of all ids."

@@ -24,7 +24,7 @@ void cli_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
            *fs = cast_xmalloc(sizeof(double) * (size_t)n);
     int *top = cast_xcalloc((size_t)n, sizeof(int));
     int k = cast_top_count(0.05, n);
-    double fs_lo = INFINITY, fs_hi = -INFINITY, s_hi = 0;
+    double fs_lo = INFINITY, fs_hi = -INFINITY, s_hi = 0, cos_hi = 0;
     for (int i = 0; i < n; i++) {
         score[i] = map->stat[i].score;
         cos[i] = map->stat[i].cos_defined ? map->stat[i].cos : NAN;
@@ -33,6 +33,7 @@ void cli_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
         fs_lo = fmin(fs_lo, fs[i]);
         fs_hi = fmax(fs_hi, fs[i]);
         s_hi = fmax(s_hi, score[i]);
+        if (map->stat[i].cos_defined) cos_hi = fmax(cos_hi, fabs(map->stat[i].cos));
     }
     char fs_title[64], caption[512];
     snprintf(fs_title, sizeof fs_title, "functional sensitivity (%s)", cast_fs_name(map->fs));
@@ -42,13 +43,14 @@ void cli_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
              map->kv_in_score);
     cast_heatmap maps[3] = {
         {"conflict score", score, map->layers, map->heads, 0, s_hi > 0 ? s_hi : 1, 0, top, "layer", "head", "score"},
-        {"cos(g_safety, g_utility)", cos, map->layers, map->heads, -1, 1, 1, top, "layer", "head", "cos"},
+        {"", cos, map->layers, map->heads, -cos_hi, cos_hi, 1, top, "layer", "head", ""},
         {fs_title, fs, map->layers, map->heads, fs_lo < 0 ? fs_lo : 0, fs_hi > fs_lo ? fs_hi : fs_lo + 1, 0, top, "layer", "head",
          "FS"},
     };
     /* red means conflict: flip the diverging scale so negative cos is red */
     for (int i = 0; i < n; i++) cos[i] = -cos[i];
-    maps[1].title = "-cos(g_safety, g_utility)  (red: conflict)";
+    if (cos_hi == 0) maps[1].vmin = -1, maps[1].vmax = 1;
+    maps[1].title = "gradient conflict: -cos(g_s, g_u)";
     maps[1].value_label = "-cos";
     cast_svg_heatmaps(out, maps, 3, caption);
     free(score);
@@ -154,8 +156,11 @@ int cmd_diagnose(int argc, char **argv) {
                map.safety.loss);
         printf("utility %s: %d examples, %lld tokens, loss %.4f\n\n", utility, map.utility.examples, (long long)map.utility.tokens,
                map.utility.loss);
-        printf("rank  layer  head    score      cos       oc       fs   |g_s|    |g_u|\n");
-        for (int r = 0; r < top && r < n; r++)
+        int positive = 0;
+        for (int i = 0; i < n; i++) positive += map.stat[i].score > 0;
+        if (positive) printf("rank  layer  head    score      cos       oc       fs   |g_s|    |g_u|\n");
+        else printf("no head has a positive conflict score.\n");
+        for (int r = 0; r < top && r < positive; r++)
             for (int i = 0; i < n; i++) {
                 const cast_head_stat *s = &map.stat[i];
                 if (s->rank != r) continue;

@@ -1,5 +1,6 @@
 /* cast tokenize MODEL TEXT: token ids and pieces; --decode turns ids back
  * into text; --bench times encoding of a file's lines (bench/bench_tokenizer.sh). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,8 +69,16 @@ static int do_decode(const cast_tokenizer *t, const char *list, int skip_special
     return 0;
 }
 
+/* FNV-1a over the ids as 4 little-endian bytes each: bench_tokenizer.js
+ * computes the same, so the benchmark also shows that both sides agree. */
+static uint32_t ids_hash(uint32_t h, const int *ids, int n) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++) h = (h ^ (((uint32_t)ids[i] >> (8 * k)) & 0xFF)) * 16777619u;
+    return h;
+}
+
 /* Encodes every non-empty line of FILE, `rounds` times over, on this one
- * thread; reports the throughput of the last round set. */
+ * thread, and reports tokens per second over all rounds. */
 static int do_bench(const cast_tokenizer *t, const char *path, int rounds, double load_s, int json) {
     cast_err err = {{0}};
     char *text;
@@ -77,6 +86,7 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
     if (cast_read_file(path, &text, &len, &err)) return cli_fail(&err);
     if (rounds < 1) rounds = 1;
     long long tokens = 0, lines = 0, bytes = 0;
+    uint32_t hash = 2166136261u;
     double t0 = cast_now_s();
     for (int r = 0; r < rounds; r++) {
         long long line_no = 0;
@@ -90,11 +100,12 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
                     free(text);
                     return cli_failf("%s:%lld: %s", path, line_no, err.msg);
                 }
-                free(ids);
                 if (r == 0) {
                     lines++;
                     bytes += e - p;
+                    hash = ids_hash(hash, ids, n);
                 }
+                free(ids);
                 tokens += n;
             }
             p = e + 1;
@@ -107,8 +118,8 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
         cast_buf b = {0};
         cast_buf_printf(&b, "{\"file\":");
         cast_buf_json_string(&b, path, strlen(path));
-        cast_buf_printf(&b, ",\"lines\":%lld,\"bytes\":%lld,\"rounds\":%d,\"tokens\":%lld,\"seconds\":", lines, bytes,
-                        rounds, tokens);
+        cast_buf_printf(&b, ",\"lines\":%lld,\"bytes\":%lld,\"rounds\":%d,\"tokens\":%lld,\"ids_hash\":\"%08x\",\"seconds\":",
+                        lines, bytes, rounds, tokens, (unsigned)hash);
         cast_buf_json_number(&b, secs);
         cast_buf_puts(&b, ",\"tokens_per_s\":");
         cast_buf_json_number(&b, tps);
@@ -126,9 +137,10 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
 int cmd_tokenize(int argc, char **argv) {
     int special = 0, json = 0, skip_special = 0, rounds = 5;
     const char *decode = NULL, *bench = NULL;
-    /* --messages CONV.json [--generation-prompt] (chat templates, src/text/chat.h)
-     * belongs here: it renders the conversation with the tokenizer's
-     * template and encodes the result like TEXT. */
+    /* Chat templates go here: --messages CONV.json [--generation-prompt]
+     * (src/text/chat.h: cast_chat_template_open, then cast_chat_encode) is a
+     * fourth mode beside TEXT, --decode and --bench, printed as do_encode
+     * prints. */
     const cli_opt opts[] = {
         {"--special", CLI_FLAG, &special, NULL, "apply the post-processor (BOS etc.), as add_special_tokens=True"},
         {"--json", CLI_FLAG, &json, NULL, "one JSON object on stdout"},

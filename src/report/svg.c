@@ -46,8 +46,9 @@ void cast_svg_heatmaps(cast_buf *b, const cast_heatmap *maps, int n, const char 
     cell = cell < 10 ? 10 : cell > 32 ? 32 : cell;
     int left = 58, top = 56, bar = 14, gap = 70;
     int pw = cols * cell, ph = rows * cell;
+    int bh = ph < 120 ? 120 : ph; /* the colour bar stays readable for few layers */
     int panel_w = left + pw + 12 + bar + 46;
-    int width = n * panel_w + (n - 1) * (gap - 46) + 20, height = top + ph + 60 + (caption ? 20 : 0);
+    int width = n * panel_w + (n - 1) * (gap - 46) + 20, height = top + bh + 40 + (caption ? 20 : 0);
     cast_buf_printf(b,
                     "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                     "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"11\">\n",
@@ -104,13 +105,13 @@ void cast_svg_heatmaps(cast_buf *b, const cast_heatmap *maps, int n, const char 
         for (int i = 0; i < steps; i++) {
             char fill[16];
             color(1.0 - (i + 0.5) / steps, m->diverging, fill, sizeof fill);
-            cast_buf_printf(b, "<rect x=\"%d\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + (double)i * ph / steps,
-                            bar, (double)ph / steps + 0.3, fill);
+            cast_buf_printf(b, "<rect x=\"%d\" y=\"%.2f\" width=\"%d\" height=\"%.2f\" fill=\"%s\"/>\n", bx, y0 + (double)i * bh / steps,
+                            bar, (double)bh / steps + 0.3, fill);
         }
-        cast_buf_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n", bx, y0, bar, ph);
+        cast_buf_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n", bx, y0, bar, bh);
         for (int i = 0; i <= 4; i++) {
             double v = m->vmax - span * i / 4.0;
-            cast_buf_printf(b, "<text x=\"%d\" y=\"%d\" dominant-baseline=\"middle\">%.3g</text>\n", bx + bar + 3, y0 + ph * i / 4,
+            cast_buf_printf(b, "<text x=\"%d\" y=\"%d\" dominant-baseline=\"middle\">%.3g</text>\n", bx + bar + 3, y0 + bh * i / 4,
                             fabs(v) < 1e-12 ? 0.0 : v);
         }
         cast_buf_puts(b, "</g>\n");

@@ -139,7 +139,7 @@ void cast_rope_apply(const cast_rope *r, float *x, const int *pos, int64_t N, in
 /* ---- SwiGLU ------------------------------------------------------------- */
 
 void cast_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-g[i]));
         h[i] = g[i] * s * u[i];
@@ -147,7 +147,7 @@ void cast_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) {
 }
 
 void cast_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-g[i]));
         float silu = g[i] * s;
@@ -174,14 +174,12 @@ void cast_attention_fwd(float *z, int zs, float *lse, const float *q, int qs, co
         float mx = -INFINITY;
         for (int j = lo; j <= hi; j++) mx = row[j] > mx ? row[j] : mx;
         double sum = 0;
-#pragma omp simd reduction(+ : sum)
         for (int j = lo; j <= hi; j++) {
             row[j] = expf(row[j] - mx);
             sum += (double)row[j];
         }
         float inv = (float)(1.0 / sum);
         for (int j = 0; j < lo; j++) row[j] = 0.0f;
-#pragma omp simd
         for (int j = lo; j <= hi; j++) row[j] *= inv;
         for (int j = hi + 1; j < nk; j++) row[j] = 0.0f;
         if (lse) lse[i] = mx + (float)log(sum);
@@ -199,7 +197,6 @@ void cast_attention_bwd(float *dq, int qs, float *dk, float *dv, int dks, const 
         int lo = key_lo(i, 0, window);
         float *row = P + (size_t)i * n;
         for (int j = 0; j < lo; j++) row[j] = 0.0f;
-#pragma omp simd
         for (int j = lo; j <= i; j++) row[j] = expf(row[j] - lse[i]);
         for (int j = i + 1; j < n; j++) row[j] = 0.0f;
     }
@@ -232,18 +229,15 @@ double cast_cross_entropy(float *logits, const int *target, int64_t rows, int V,
         double sum = 0;
         if (grad_scale != 0.0f) {
             /* keep exp(x - max) in place: the gradient is exp / sum - onehot */
-#pragma omp simd reduction(+ : sum)
             for (int i = 0; i < V; i++) {
                 float e = expf(x[i] - mx);
                 x[i] = e;
                 sum += (double)e;
             }
             float k = (float)(grad_scale / sum);
-#pragma omp simd
             for (int i = 0; i < V; i++) x[i] *= k;
             x[target[r]] -= grad_scale;
         } else {
-#pragma omp simd reduction(+ : sum)
             for (int i = 0; i < V; i++) sum += (double)expf(x[i] - mx);
         }
         double loss = mx + log(sum) - xt;

@@ -387,9 +387,16 @@ int cast_chat_encode(const cast_chat_template *t, const cast_tokenizer *tok, con
                     cast_fail(err, "assistant message %d not found in the rendered conversation", i + 1);
                     goto fail;
                 }
-                size_t p = ce;
-                while (p < r.len && (text[p] == ' ' || text[p] == '\t')) p++;
-                size_t tl = special_at(tok, text, r.len, p);
+                size_t p = ce, tl = 0;
+                if (ce == cs) {
+                    /* empty content: what follows may be template text (Qwen3's
+                     * empty think block); the turn still ends at its token */
+                    while (p < r.len && !(tl = special_at(tok, text, r.len, p))) p++;
+                    cs = p;
+                } else {
+                    while (p < r.len && (text[p] == ' ' || text[p] == '\t')) p++;
+                    tl = special_at(tok, text, r.len, p);
+                }
                 if (tl) ce = p + tl;
                 if (mark_span(tok, text, cs, ce, tid, lab, nt, err)) goto fail;
                 prev_end = ce;

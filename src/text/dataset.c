@@ -452,7 +452,17 @@ static int add_json_record(builder *b, jschema *schema, int *have_schema, int is
     char what[512];
     snprintf(what, sizeof what, "%s:%d", path, line);
     cast_json *o = cast_json_parse(text, n, what, err);
-    if (!o) return -1;
+    if (!o) {
+        /* the parser counts lines within the record; report the file's */
+        const char *at = strstr(err->msg, "invalid JSON at line ");
+        const char *bp = at ? strstr(at, "byte ") : NULL;
+        if (!bp) return -1;
+        size_t off = (size_t)strtoull(bp + 5, NULL, 10), col = 1;
+        int l = line;
+        for (size_t i = 0; i < off && i < n; i++, col++)
+            if (text[i] == '\n') l++, col = 0;
+        return fail_at(err, path, l, "invalid JSON (column %zu)", col);
+    }
     rec r = {path, line, err};
     if (!cast_json_is_object(o)) {
         cast_json_free(o);

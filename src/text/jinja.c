@@ -2593,7 +2593,7 @@ static int call_global(rt *r, const char *name, const args *a, jval *out) {
         return rfail(r, "raise_exception: %.*s", (int)(msg.u.s.n > 600 ? 600 : msg.u.s.n), msg.u.s.p);
     }
     if (!strcmp(name, "range")) {
-        int64_t start = 0, stop, step = 1;
+        int64_t start = 0, stop = 0, step = 1;
         if (a->np == 1) {
             if (want_int(r, a->p[0], "range", &stop)) return -1;
         } else if (a->np == 2 || a->np == 3) {

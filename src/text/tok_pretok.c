@@ -16,10 +16,6 @@ static tok_pre *pre_add(tok_pre **list, int *n) {
     return x;
 }
 
-static int opt_bool(const cast_json *j, const char *key, int dflt, int *out, const char *path, cast_err *err) {
-    return cast_json_opt_bool(j, key, dflt, out, path, err);
-}
-
 int tok_pre_parse(const cast_json *j, tok_pre **list, int *n, const char *path, cast_err *err) {
     const char *type = cast_json_string(cast_json_get(j, "type"));
     if (!type) return cast_fail(err, "%s: pre_tokenizer without a \"type\"", path);
@@ -41,7 +37,7 @@ int tok_pre_parse(const cast_json *j, tok_pre **list, int *n, const char *path, 
             if (beh && !strcmp(beh, names[i])) found = i;
         if (found < 0) return cast_fail(err, "%s: Split pre_tokenizer: unsupported behavior \"%s\"", path, beh ? beh : "(none)");
         x->behavior = (tok_split_behavior)found;
-        if (opt_bool(j, "invert", 0, &x->invert, path, err)) return -1;
+        if (cast_json_opt_bool(j, "invert", 0, &x->invert, path, err)) return -1;
         cast_buf what = {0};
         cast_buf_printf(&what, "%s: Split pre_tokenizer", path);
         int rc = tok_pattern_parse(&x->pat, cast_json_get(j, "pattern"), what.data, err);
@@ -52,8 +48,8 @@ int tok_pre_parse(const cast_json *j, tok_pre **list, int *n, const char *path, 
         tok_pre *x = pre_add(list, n);
         x->kind = PRE_BYTELEVEL;
         /* trim_offsets only changes offsets, which we do not report */
-        if (opt_bool(j, "add_prefix_space", 1, &x->add_prefix_space, path, err) ||
-            opt_bool(j, "use_regex", 1, &x->use_regex, path, err))
+        if (cast_json_opt_bool(j, "add_prefix_space", 1, &x->add_prefix_space, path, err) ||
+            cast_json_opt_bool(j, "use_regex", 1, &x->use_regex, path, err))
             return -1;
         if (x->use_regex) return tok_pattern_regex(&x->pat, tok_gpt2_regex, path, err);
         return 0;
@@ -78,10 +74,10 @@ int tok_pre_parse(const cast_json *j, tok_pre **list, int *n, const char *path, 
         } else {
             /* files older than prepend_scheme carry add_prefix_space */
             int aps;
-            if (opt_bool(j, "add_prefix_space", 1, &aps, path, err)) return -1;
+            if (cast_json_opt_bool(j, "add_prefix_space", 1, &aps, path, err)) return -1;
             x->scheme = aps ? PREPEND_ALWAYS : PREPEND_NEVER;
         }
-        return opt_bool(j, "split", 1, &x->split, path, err);
+        return cast_json_opt_bool(j, "split", 1, &x->split, path, err);
     }
     return cast_fail(err, "%s: unsupported pre_tokenizer \"%s\"", path, type);
 }

@@ -429,6 +429,14 @@ static void test_masks(void) {
         free(got);
         free(ids);
         free(labels);
+        /* an empty reply still ends its turn: only <|im_end|> is scored */
+        cast_message conv3[] = {{"user", "Q1"}, {"assistant", "A1"}, {"user", "Q2"}, {"assistant", ""}};
+        CHECK(cast_chat_encode(t, qwen, conv3, 4, 0, &ids, &labels, &n, &err) == 0);
+        got = scored_text(qwen, ids, labels, n);
+        CHECK_MSG(strcmp(got, "A1<|im_end|>|<|im_end|>") == 0, "qwen3 empty reply scored [%s]", got);
+        free(got);
+        free(ids);
+        free(labels);
         CHECK(cast_chat_encode(t, qwen, conv2, 4, 0, &ids, &labels, &n, &err) == 0);
         got = scored_text(qwen, ids, labels, n);
         CHECK_MSG(strcmp(got, "A1<|im_end|>|A2<|im_end|>") == 0, "qwen3 scored [%s]", got);
