@@ -91,5 +91,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
+int cmd_apply_delta(int argc, char **argv);
 
 #endif

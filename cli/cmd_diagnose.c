@@ -59,23 +59,31 @@ void cli_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
     free(top);
 }
 
+/* All three files, or none: each goes to a temporary name, and the renames
+ * come only after every write succeeded. */
 static int write_outputs(const char *dir, const cast_conflict_map *map, cast_err *err) {
     if (cast_mkdirs(dir, err)) return -1;
-    cast_buf json = {0}, csv = {0}, svg = {0};
-    cast_conflict_map_json(map, &json);
-    cast_conflict_map_csv(map, &csv);
-    cli_conflict_map_svg(map, &svg);
-    char *pj = cast_path_join(dir, "conflict_map.json"), *pc = cast_path_join(dir, "conflict_map.csv"),
-         *ps = cast_path_join(dir, "conflict_map.svg");
-    int rc = cast_write_file_atomic(pc, csv.data, csv.len, err) || cast_write_file_atomic(ps, svg.data, svg.len, err) ||
-             cast_write_file_atomic(pj, json.data, json.len, err);
-    free(pj);
-    free(pc);
-    free(ps);
-    cast_buf_free(&json);
-    cast_buf_free(&csv);
-    cast_buf_free(&svg);
-    return rc ? -1 : 0;
+    cast_buf text[3] = {{0}};
+    cast_conflict_map_json(map, &text[0]);
+    cast_conflict_map_csv(map, &text[1]);
+    cli_conflict_map_svg(map, &text[2]);
+    static const char *const names[3] = {"conflict_map.json", "conflict_map.csv", "conflict_map.svg"};
+    cast_atomic files[3];
+    int opened = 0, rc = 0;
+    for (; opened < 3 && rc == 0; opened++) {
+        char *path = cast_path_join(dir, names[opened]);
+        rc = cast_atomic_open(&files[opened], path, err);
+        free(path);
+        if (rc) break;
+        if (fwrite(text[opened].data, 1, text[opened].len, files[opened].fp) != text[opened].len)
+            rc = cast_fail(err, "%s/%s: write failed", dir, names[opened]);
+    }
+    for (int i = 0; i < opened; i++) {
+        if (rc) cast_atomic_abort(&files[i]);
+        else if (cast_atomic_commit(&files[i], err)) rc = -1;
+    }
+    for (int i = 0; i < 3; i++) cast_buf_free(&text[i]);
+    return rc;
 }
 
 int cmd_diagnose(int argc, char **argv) {

@@ -60,17 +60,19 @@ int cli_encode_file(cli_model *cm, const char *path, int max_examples, int max_l
         cast_dataset_free(&ds);
         return cli_fail(&err);
     }
-    /* every id must have a row in the embedding table */
+    /* every id and label must have a row in the embedding table */
+    int V = cm->m.cfg.vocab;
     for (int i = 0; i < out->n; i++)
-        for (int64_t t = out->off[i]; t < out->off[i + 1]; t++)
-            if (out->ids[t] < 0 || out->ids[t] >= cm->m.cfg.vocab) {
-                int line = i < ds.n ? ds.ex[i].line : 0;
-                cli_failf("%s:%d: token id %d is outside the model's vocabulary (%d): tokenizer and model do not match", path,
-                          line, out->ids[t], cm->m.cfg.vocab);
-                cast_dataset_free(&ds);
-                cast_seqs_free(out);
-                return 1;
-            }
+        for (int64_t t = out->off[i]; t < out->off[i + 1]; t++) {
+            int id = out->ids[t], lab = out->labels[t];
+            const char *what = id < 0 || id >= V ? "token id" : lab != CAST_IGNORE_LABEL && (lab < 0 || lab >= V) ? "label" : NULL;
+            if (!what) continue;
+            cli_failf("%s:%d: %s %d is outside the model's vocabulary (%d): tokenizer and model do not match", path,
+                      i < ds.n ? ds.ex[i].line : 0, what, what[0] == 't' ? id : lab, V);
+            cast_dataset_free(&ds);
+            cast_seqs_free(out);
+            return 1;
+        }
     if (keep) *keep = ds;
     else cast_dataset_free(&ds);
     return 0;

@@ -4,6 +4,7 @@
  * later record must fit the same shape; a mismatch is an error with its line. */
 #include "text/dataset.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,7 +258,7 @@ static int get_meta(const rec *r, const cast_json *o, const char *key, char **ou
     if (v && cast_json_is_number(v)) {
         char tmp[64];
         double x = cast_json_number(v);
-        if (x == (double)(long long)x) snprintf(tmp, sizeof tmp, "%lld", (long long)x);
+        if (fabs(x) < 9.0e15 && x == (double)(long long)x) snprintf(tmp, sizeof tmp, "%lld", (long long)x);
         else snprintf(tmp, sizeof tmp, "%.17g", x);
         *out = cast_xstrdup(tmp);
         return 0;

@@ -186,7 +186,10 @@ static void dict_set_s(arena *a, jdict *d, const char *key, jval val) { dict_set
 
 static int is_num(jval v) { return v.k == V_BOOL || v.k == V_INT || v.k == V_FLOAT; }
 static double num_f(jval v) { return v.k == V_FLOAT ? v.u.f : v.k == V_INT ? (double)v.u.i : (double)v.u.b; }
-static int64_t num_i(jval v) { return v.k == V_INT ? v.u.i : v.k == V_BOOL ? v.u.b : (int64_t)v.u.f; }
+static int64_t num_i(jval v) {
+    if (v.k == V_FLOAT) return fabs(v.u.f) < 9.2e18 ? (int64_t)v.u.f : 0; /* no UB on huge values */
+    return v.k == V_INT ? v.u.i : v.k == V_BOOL ? v.u.b : 0;
+}
 
 static int veq(jval a, jval b) {
     if (is_num(a) && is_num(b)) {
@@ -304,16 +307,21 @@ typedef struct lexer {
     int nt, cap;
     const char *what;
     cast_err *err;
+    size_t line_pos; /* line_at() cache: positions mostly increase */
+    int line_no;
 } lexer;
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 static int is_ident0(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static int is_ident(char c) { return is_ident0(c) || (c >= '0' && c <= '9'); }
 
-static int line_at(const lexer *L, size_t pos) {
-    int line = 1;
-    for (size_t i = 0; i < pos && i < L->n; i++) line += L->src[i] == '\n';
-    return line;
+static int line_at(lexer *L, size_t pos) {
+    if (pos < L->line_pos || L->line_no == 0) {
+        L->line_pos = 0;
+        L->line_no = 1;
+    }
+    for (; L->line_pos < pos && L->line_pos < L->n; L->line_pos++) L->line_no += L->src[L->line_pos] == '\n';
+    return L->line_no;
 }
 
 static tok *emit(lexer *L, int t, size_t pos, const char *p, size_t n) {
@@ -1941,6 +1949,9 @@ static jval get_item(rt *r, jval obj, jval key) {
 /* Python slice index normalisation. */
 static void slice_indices(int64_t len, jval a, jval b, jval c, int64_t *start, int64_t *stop, int64_t *step) {
     *step = (c.k == V_INT || c.k == V_BOOL) ? num_i(c) : 1;
+    /* a step beyond the length selects what length + 1 would */
+    if (*step > len + 1) *step = len + 1;
+    if (*step < -(len + 1)) *step = -(len + 1);
     int64_t lo = *step < 0 ? -1 : 0, hi = *step < 0 ? len - 1 : len;
     if (a.k == V_INT || a.k == V_BOOL) {
         *start = num_i(a);
@@ -2075,10 +2086,21 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
     int ints = a.k != V_FLOAT && b.k != V_FLOAT;
     double x = num_f(a), y = num_f(b);
     int64_t i = num_i(a), j = num_i(b);
+    int64_t k;
     switch (op) {
-    case OP_ADD: *out = ints ? vint(i + j) : vfloat(x + y); return 0;
-    case OP_SUB: *out = ints ? vint(i - j) : vfloat(x - y); return 0;
-    case OP_MUL: *out = ints ? vint(i * j) : vfloat(x * y); return 0;
+    case OP_ADD:
+    case OP_SUB:
+    case OP_MUL:
+        if (!ints) {
+            *out = vfloat(op == OP_ADD ? x + y : op == OP_SUB ? x - y : x * y);
+            return 0;
+        }
+        /* Python integers do not overflow; ours report it */
+        if (op == OP_ADD ? __builtin_add_overflow(i, j, &k) : op == OP_SUB ? __builtin_sub_overflow(i, j, &k)
+                                                                          : __builtin_mul_overflow(i, j, &k))
+            return rfail(r, "integer overflow");
+        *out = vint(k);
+        return 0;
     case OP_DIV:
         if (y == 0) return rfail(r, "division by zero");
         *out = vfloat(x / y);
@@ -2087,6 +2109,7 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
     case OP_MOD:
         if (ints) {
             if (j == 0) return rfail(r, "integer division or modulo by zero");
+            if (i == INT64_MIN && j == -1) return rfail(r, "integer overflow");
             int64_t q = i / j;
             if ((i % j != 0) && ((i < 0) != (j < 0))) q--;
             *out = op == OP_FDIV ? vint(q) : vint(i - q * j);
@@ -2099,7 +2122,11 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
     case OP_POW:
         if (ints && j >= 0) {
             int64_t p = 1;
-            for (int64_t k = 0; k < j && k < 64; k++) p *= i;
+            if (i == 0 || i == 1) p = j == 0 ? 1 : i;
+            else if (i == -1) p = j % 2 ? -1 : 1;
+            else
+                for (int64_t e = 0; e < j; e++)
+                    if (__builtin_mul_overflow(p, i, &p)) return rfail(r, "integer overflow");
             *out = vint(p);
         } else *out = vfloat(pow(x, y));
         return 0;
@@ -2409,7 +2436,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
             long long x = strtoll(s, &e, 10);
             while (*e && py_space((unsigned char)*e)) e++;
             *out = (*s && !*e) ? vint(x) : (a0.k == V_UNDEF ? vint(0) : a0);
-        } else if (is_num(v)) *out = vint(v.k == V_FLOAT ? (int64_t)v.u.f : num_i(v));
+        } else if (is_num(v)) *out = vint(num_i(v));
         else *out = a0.k == V_UNDEF ? vint(0) : a0;
         return 0;
     }
@@ -2424,6 +2451,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     }
     if (!strcmp(name, "abs")) {
         if (!is_num(v)) return rfail(r, "abs: expected a number");
+        if (v.k == V_INT && v.u.i == INT64_MIN) return rfail(r, "integer overflow");
         *out = v.k == V_FLOAT ? vfloat(fabs(v.u.f)) : vint(num_i(v) < 0 ? -num_i(v) : num_i(v));
         return 0;
     }
@@ -2440,6 +2468,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         jval w = arg(a, 0, "width");
         int first = truthy(arg(a, 1, "first")), blank = truthy(arg(a, 2, "blank"));
         cast_buf pad = {0}, b = {0};
+        if (w.k == V_INT && (w.u.i < 0 || w.u.i > 10000)) return rfail(r, "indent width out of range");
         if (w.k == V_STR) cast_buf_append(&pad, w.u.s.p, w.u.s.n);
         else
             for (int64_t i = 0; i < (w.k == V_INT ? w.u.i : 4); i++) cast_buf_putc(&pad, ' ');
@@ -2601,10 +2630,13 @@ static int call_global(rt *r, const char *name, const args *a, jval *out) {
             if (a->np == 3 && want_int(r, a->p[2], "range", &step)) return -1;
         } else return rfail(r, "range expects 1 to 3 arguments");
         if (step == 0) return rfail(r, "range() arg 3 must not be zero");
-        int64_t count = step > 0 ? (stop - start + step - 1) / step : (start - stop - step - 1) / -step;
-        if (count > MAX_RANGE) return rfail(r, "range too large");
+        double count = ((double)stop - (double)start) / (double)step; /* doubles: no overflow */
+        if (count > (double)MAX_RANGE) return rfail(r, "range too large");
         jval l = vlist(&r->a);
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) list_push(&r->a, l.u.l, vint(i));
+        for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+            list_push(&r->a, l.u.l, vint(i));
+            if (__builtin_add_overflow(i, step, &i)) break;
+        }
         *out = l;
         return 0;
     }
@@ -2781,6 +2813,7 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         if (eval(r, f, e->a, &a)) return -1;
         if (!is_num(a)) return rfail(r, "bad operand type for unary %c: '%s'", e->k == EX_NEG ? '-' : '+', type_name(a));
         if (e->k == EX_POS) *out = a.k == V_BOOL ? vint(a.u.b) : a;
+        else if (a.k == V_INT && a.u.i == INT64_MIN) return rfail(r, "integer overflow");
         else *out = a.k == V_FLOAT ? vfloat(-a.u.f) : vint(-num_i(a));
         break;
     case EX_AND:

@@ -11,7 +11,9 @@ CAST_SOURCE_DIR (unused).
    combine value on every model; conflict_map.json/.csv are compared with diag_ref.Reference
    (float64): keys and order, model/data/settings blocks, per-head cos, norms, oc, fs, score,
    rank, concentration; the CSV holds the same numbers; score/rank/concentration are also
-   recomputed from the file's own cos/oc/fs (exact up to rounding).
+   recomputed from the file's own cos/oc/fs (exact up to rounding). Convention pinned here: a
+   head whose slice is all zero has cos null and OC 0 under neg and half (the literal formula
+   would give cos 0, half 0.5).
 2. Known by construction:
    - a head whose q rows, v rows and o columns are zero (MHA, so z_h = 0): both its gradient
      slices are exactly 0 -> "cos": null (strict JSON, no NaN), norms 0, fs 0, score 0;
@@ -19,11 +21,11 @@ CAST_SOURCE_DIR (unused).
      no effect -> fs 0 exactly for gate, ablation and snip (kv-in-score 0);
    - safety set == utility set: cos = 1 everywhere, every score 0, concentration 0, ranks in
      layer-major order;
-   - --batch 1 and --batch 64 give the map of --batch 3.
+   - --batch 1 and --batch 64 (> set size) match the reference too (Qwen2 model).
 3. Errors (exit 1, one stderr line "cast: ..." naming the offending file or option, no
    conflict_map.* in the --out folder): empty safety file, utility set without scored tokens,
-   token id >= vocab_size,
-   label >= vocab_size, --fs nonsense, missing --utility file, no --utility at all.
+   token id >= vocab_size, label >= vocab_size, --fs nonsense, missing --utility file, no
+   --utility at all.
 4. Negative controls: the per-head comparison rejects a map checked against wrong references
    (micro-batch-mean instead of token-weighted gradients, the other kv-in-score, another fs,
    the wrong k/v group of a GQA head).

@@ -126,6 +126,16 @@ static void test_jinja_errors(void) {
     expect_error("{{ 'abc", "{}", "unterminated string");
     expect_error("{# open", "{}", "unclosed comment");
     expect_error("{% set x.y = 1 %}", "{\"x\": {}}", "non-namespace");
+    /* Python's integers are unbounded; ours report overflow instead of wrapping */
+    expect_error("{{ 9223372036854775807 + 1 }}", "{}", "integer overflow");
+    expect_error("{{ 2 ** 64 }}", "{}", "integer overflow");
+    expect_error("{{ range(-9223372036854775807, 9223372036854775807)|length }}", "{}", "range too large");
+    {
+        cast_err e2;
+        char *out = render_src("{{ 'abcdef'[::9223372036854775807] }}{{ [1,2,3][-9223372036854775807:] }}{{ 2 ** 62 }}", "{}", &e2);
+        CHECK_MSG(out && strcmp(out, "a[1, 2, 3]4611686018427387904") == 0, "%s", out ? out : e2.msg);
+        free(out);
+    }
     /* generation spans */
     cast_jinja *t;
     cast_err err;

@@ -1,6 +1,7 @@
 /* Dataset readers: every data file in ../shared/data (counts from its README,
  * spot values), hand-written files for each format and each error, and
  * encoding to token sequences with labels. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,17 +182,29 @@ static void test_utility_files(void) {
         cast_dataset_free(&d);
     }
     CHECK(total == 1712);
-    /* the 57 dev files, 5 each */
-    static const char *dev[] = {"abstract_algebra", "anatomy", "business_ethics", "college_physics", "virology",
-                                "world_religions", "high_school_us_history", "professional_law"};
-    for (int i = 0; i < 8; i++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "utility/mmlu/dev/%s_dev.csv", dev[i]);
-        if (load(&d, rel) == 0) {
-            CHECK_MSG(d.n == 5, "%s: %d", rel, d.n);
+    /* the 57 dev files, 5 questions each */
+    char *dev = data_path("utility/mmlu/dev");
+    DIR *dir = opendir(dev);
+    CHECK(dir != NULL);
+    int files = 0, questions = 0;
+    for (struct dirent *de; dir && (de = readdir(dir));) {
+        size_t n = strlen(de->d_name);
+        if (n < 8 || strcmp(de->d_name + n - 8, "_dev.csv") != 0) continue;
+        char *p = cast_path_join(dev, de->d_name);
+        cast_err err;
+        if (cast_dataset_load(&d, p, &err) == 0) {
+            CHECK_MSG(d.n == 5 && d.kind == CAST_DATA_MULTIPLE_CHOICE, "%s: %d", p, d.n);
+            questions += d.n;
             cast_dataset_free(&d);
+        } else {
+            CHECK_MSG(0, "%s", err.msg);
         }
+        files++;
+        free(p);
     }
+    if (dir) closedir(dir);
+    CHECK_MSG(files == 57 && questions == 285, "%d files, %d questions", files, questions);
+    free(dev);
 }
 
 /* ------------------------------------------------------- generic formats */

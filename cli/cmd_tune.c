@@ -1,0 +1,331 @@
+/* cast tune MODEL --safety FILE --out DIR: safety fine-tuning that skips the
+ * heads a strategy picks (CAST stage B), or a baseline at the same budget. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/file.h"
+#include "base/timer.h"
+#include "cast/diagnose.h"
+#include "cast/select.h"
+#include "cast.h"
+#include "cli.h"
+#include "model/delta.h"
+#include "train/trainer.h"
+
+typedef struct tune_log {
+    FILE *fp;
+    cli_progress bar;
+} tune_log;
+
+static int on_step(void *ctx, const cast_step_log *s) {
+    tune_log *t = ctx;
+    cast_buf b = {0};
+    cast_buf_printf(&b, "{\"step\": %lld, \"epoch\": %d, \"loss_safety\": ", (long long)s->step, s->epoch);
+    cast_buf_json_number(&b, s->loss);
+    if (!isnan(s->loss_utility)) {
+        cast_buf_puts(&b, ", \"loss_utility\": ");
+        cast_buf_json_number(&b, s->loss_utility);
+    }
+    cast_buf_puts(&b, ", \"lr\": ");
+    cast_buf_json_number(&b, s->lr);
+    cast_buf_puts(&b, ", \"grad_norm\": ");
+    cast_buf_json_number(&b, s->grad_norm);
+    cast_buf_printf(&b, ", \"projected\": %s, \"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}\n", s->projected ? "true" : "false",
+                    s->tokens_per_s, s->elapsed_s);
+    fputs(b.data, t->fp);
+    fflush(t->fp);
+    cast_buf_free(&b);
+    char extra[64];
+    snprintf(extra, sizeof extra, "loss %.4f", s->loss);
+    cli_progress_update(&t->bar, s->step, extra);
+    return 0;
+}
+
+/* Keeps the log lines of steps <= last (a resumed run rewrites what follows). */
+static int trim_log(const char *path, int64_t last, cast_err *err) {
+    char *text;
+    size_t n;
+    if (!cast_file_exists(path)) return 0;
+    if (cast_read_file(path, &text, &n, err)) return -1;
+    cast_buf keep = {0};
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+        long long step = -1;
+        if (sscanf(line, "{\"step\": %lld", &step) == 1 && step <= last) cast_buf_append(&keep, line, len);
+        line = nl ? nl + 1 : NULL;
+    }
+    int rc = cast_write_file_atomic(path, keep.data ? keep.data : "", keep.len, err);
+    cast_buf_free(&keep);
+    free(text);
+    return rc;
+}
+
+static void json_str(cast_buf *b, const char *key, const char *v) {
+    cast_buf_printf(b, "\"%s\": ", key);
+    if (v) cast_buf_json_string(b, v, strlen(v));
+    else cast_buf_puts(b, "null");
+}
+
+int cmd_tune(int argc, char **argv) {
+    const char *safety = NULL, *utility = NULL, *out = NULL, *map_path = NULL, *strategy = "cast", *scope = "attn", *kvf = "all",
+               *schedule = "constant", *template_name = NULL, *dtype_name = NULL;
+    double skip = 0.05, lr = 2e-5, beta1 = 0.9, beta2 = 0.999, wd = 0.0, eps = 1e-8, clip = 1.0, anchor = -1;
+    int skip_heads = -1, epochs = 3, batch = 16, micro = 4, warmup = 0, save_every = 0, resume = 0, delta = 0, threads = 0;
+    int max_len = 256, max_examples = 0, json = 0;
+    int64_t seed = 0, steps = 0;
+    const cli_opt opts[] = {
+        {"--safety", CLI_STRING, &safety, "FILE", "alignment set: harmful prompts with refusals"},
+        {"--out", CLI_STRING, &out, "DIR", "the tuned model folder, train_log.jsonl, cast_run.json"},
+        {"--strategy", CLI_STRING, &strategy, "NAME", "cast | random | inverse | oc | fs | full | pcgrad (default cast)"},
+        {"--skip", CLI_DOUBLE, &skip, "RATIO", "share of heads to skip, k = round(RATIO x layers x heads) (default 0.05)"},
+        {"--skip-heads", CLI_INT, &skip_heads, "N", "skip exactly N heads instead"},
+        {"--map", CLI_STRING, &map_path, "FILE", "conflict_map.json from cast diagnose (else diagnosed now, needs --utility)"},
+        {"--utility", CLI_STRING, &utility, "FILE", "utility set: for diagnosis, PCGrad, or an anchor with --anchor-weight"},
+        {"--anchor-weight", CLI_DOUBLE, &anchor, "W", "train on L_s + W·L_u (needs --utility)"},
+        {"--train", CLI_STRING, &scope, "SCOPE", "attn | attn+mlp | all (default attn)"},
+        {"--kv-freeze", CLI_STRING, &kvf, "all|any", "freeze a group's k/v rows when all (default) or any of its heads are skipped"},
+        {"--lr", CLI_DOUBLE, &lr, "LR", "AdamW learning rate (default 2e-5)"},
+        {"--beta1", CLI_DOUBLE, &beta1, "B", "(default 0.9)"},
+        {"--beta2", CLI_DOUBLE, &beta2, "B", "(default 0.999)"},
+        {"--eps", CLI_DOUBLE, &eps, "E", "(default 1e-8)"},
+        {"--weight-decay", CLI_DOUBLE, &wd, "W", "decoupled weight decay (default 0)"},
+        {"--schedule", CLI_STRING, &schedule, "constant|cosine", "learning-rate schedule after warm-up (default constant)"},
+        {"--warmup", CLI_INT, &warmup, "N", "linear warm-up steps (default 0)"},
+        {"--clip", CLI_DOUBLE, &clip, "C", "clip the global gradient norm to C (default 1; 0 = off)"},
+        {"--epochs", CLI_INT, &epochs, "N", "passes over the safety set (default 3)"},
+        {"--steps", CLI_INT64, &steps, "N", "optimizer steps instead of epochs"},
+        {"--batch", CLI_INT, &batch, "N", "sequences per optimizer step (default 16)"},
+        {"--micro-batch", CLI_INT, &micro, "N", "sequences per forward/backward (default 4)"},
+        {"--max-len", CLI_INT, &max_len, "N", "truncate sequences to N tokens (default 256)"},
+        {"--max-examples", CLI_INT, &max_examples, "N", "use N examples of each set (default all)"},
+        {"--seed", CLI_INT64, &seed, "S", "data order and random head choice (default 0)"},
+        {"--save-every", CLI_INT, &save_every, "N", "checkpoint every N steps into DIR/checkpoint"},
+        {"--resume", CLI_FLAG, &resume, NULL, "continue from DIR/checkpoint"},
+        {"--delta", CLI_FLAG, &delta, NULL, "also write DIR/delta.safetensors: only the changed slices"},
+        {"--dtype", CLI_STRING, &dtype_name, "f32|bf16|f16", "dtype of the saved weights (default: the input's)"},
+        {"--template", CLI_STRING, &template_name, "NAME", "chat template instead of the model's"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--json", CLI_FLAG, &json, NULL, "print cast_run.json on stdout at the end"},
+        {0}};
+    const cli_spec spec = {"tune", "MODEL --safety FILE --out DIR [options]",
+                           "Safety fine-tuning with AdamW whose update skips the heads a strategy picks (CAST stage B), or a "
+                           "baseline at the same budget.",
+                           opts, 1, 1};
+    const char *pos[1];
+    int np, rc = cli_parse(&spec, argc, argv, pos, &np);
+    if (rc) return rc == 2 ? 0 : 1;
+    cast_strategy strat;
+    cast_train_scope sc;
+    if (!safety || !out) return cli_failf("tune: --safety FILE and --out DIR are required");
+    if (cast_strategy_parse(strategy, &strat))
+        return cli_failf("tune: --strategy must be cast, random, inverse, oc, fs, full or pcgrad (got \"%s\")", strategy);
+    if (cast_scope_parse(scope, &sc)) return cli_failf("tune: --train must be attn, attn+mlp or all (got \"%s\")", scope);
+    if (strcmp(kvf, "all") && strcmp(kvf, "any")) return cli_failf("tune: --kv-freeze must be all or any");
+    if (strcmp(schedule, "constant") && strcmp(schedule, "cosine")) return cli_failf("tune: --schedule must be constant or cosine");
+    if (!(skip >= 0 && skip < 1)) return cli_failf("tune: --skip must be in [0, 1) (got %g)", skip);
+    if (!(lr > 0) || batch <= 0 || micro <= 0 || epochs <= 0 || steps < 0 || warmup < 0 || clip < 0 || save_every < 0)
+        return cli_failf("tune: invalid optimizer settings (lr > 0, batch, micro-batch, epochs > 0; steps, warmup, clip >= 0)");
+    if (strat == CAST_STRATEGY_PCGRAD && !utility) return cli_failf("tune: --strategy pcgrad needs --utility FILE");
+    if (anchor >= 0 && !utility) return cli_failf("tune: --anchor-weight needs --utility FILE");
+    if (cast_strategy_needs_map(strat) && !map_path && !utility)
+        return cli_failf("tune: --strategy %s needs --map conflict_map.json, or --utility FILE to diagnose now", strategy);
+    cast_dtype dtype = CAST_F32;
+    if (dtype_name && strcmp(dtype_name, "f32") && strcmp(dtype_name, "bf16") && strcmp(dtype_name, "f16"))
+        return cli_failf("tune: --dtype must be f32, bf16 or f16");
+    cast_set_threads(threads);
+
+    cli_model cm;
+    if (cli_model_open(&cm, pos[0], template_name)) return 1;
+    cast_model *m = &cm.m;
+    const cast_config *c = &m->cfg;
+    dtype = !dtype_name ? m->storage : !strcmp(dtype_name, "bf16") ? CAST_BF16 : !strcmp(dtype_name, "f16") ? CAST_F16 : CAST_F32;
+    int n_heads = c->layers * c->heads;
+    int k = skip_heads >= 0 ? skip_heads : cast_top_count(skip, n_heads);
+    if (strat == CAST_STRATEGY_FULL || strat == CAST_STRATEGY_PCGRAD) k = 0;
+    if (k > n_heads) {
+        cli_model_close(&cm);
+        return cli_failf("tune: cannot skip %d heads of %d", k, n_heads);
+    }
+    cast_err err = {{0}};
+    cast_seqs s_set = {0}, u_set = {0};
+    cast_conflict_map map = {0};
+    int have_map = 0, *skip_list = cast_xcalloc((size_t)n_heads + 1, sizeof(int));
+    cast_mask mask = {0};
+    FILE *logf = NULL;
+    char *log_path = NULL, *ckpt = NULL;
+    rc = 1;
+    if (cli_encode_file(&cm, safety, max_examples, max_len, -1, &s_set, NULL)) goto done;
+    if (utility && cli_encode_file(&cm, utility, max_examples, max_len, -1, &u_set, NULL)) goto done;
+    if (cast_mkdirs(out, &err)) goto fail;
+
+    /* which heads to skip */
+    if (cast_strategy_needs_map(strat) && k > 0) {
+        if (map_path) {
+            if (cast_conflict_map_load(&map, map_path, &err)) goto fail;
+        } else {
+            cast_diag_opts o;
+            cast_diag_opts_default(&o);
+            fprintf(stderr, "cast: no --map given: diagnosing with %s and %s first\n", safety, utility);
+            if (cast_diagnose(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
+            cast_buf b = {0};
+            cast_conflict_map_json(&map, &b);
+            char *p = cast_path_join(out, "conflict_map.json");
+            int bad = cast_write_file_atomic(p, b.data, b.len, &err);
+            free(p);
+            cast_buf_free(&b);
+            if (bad) goto fail;
+        }
+        have_map = 1;
+    }
+    if (cast_select_heads(have_map ? &map : NULL, c->layers, c->heads, strat, k, (uint64_t)seed, skip_list, &err)) {
+        if (map_path) cast_fail_prefix(&err, map_path);
+        goto fail;
+    }
+    cast_mask_for_heads(&mask, m, sc, skip_list, k, !strcmp(kvf, "any") ? CAST_KV_FREEZE_ANY : CAST_KV_FREEZE_ALL);
+    int64_t trainable = cast_mask_count(&mask, m);
+
+    /* the run */
+    cast_train_opts o;
+    cast_train_opts_default(&o);
+    o.adam = (cast_adamw_opts){lr, beta1, beta2, eps, wd};
+    o.schedule = !strcmp(schedule, "cosine") ? CAST_SCHEDULE_COSINE : CAST_SCHEDULE_CONSTANT;
+    o.warmup = warmup;
+    o.clip = clip;
+    o.batch = batch;
+    o.micro_batch = micro;
+    o.epochs = epochs;
+    o.steps = steps;
+    o.seed = (uint64_t)seed;
+    o.pcgrad = strat == CAST_STRATEGY_PCGRAD;
+    o.anchor_weight = anchor >= 0 ? anchor : o.pcgrad ? 1.0 : 0.0;
+    o.save_every = save_every;
+    ckpt = cast_path_join(out, "checkpoint");
+    o.checkpoint_dir = ckpt;
+    o.resume = resume;
+    log_path = cast_path_join(out, "train_log.jsonl");
+    int64_t start = resume ? cast_checkpoint_step(ckpt) : 0;
+    if (resume && start < 0) {
+        char *old = cast_xmalloc(strlen(ckpt) + 8);
+        sprintf(old, "%s.old", ckpt);
+        start = cast_checkpoint_step(old);
+        free(old);
+    }
+    if (resume && start < 0) {
+        cast_fail(&err, "%s: no checkpoint to resume from", ckpt);
+        goto fail;
+    }
+    if (resume ? trim_log(log_path, start, &err) : cast_write_file_atomic(log_path, "", 0, &err)) goto fail;
+    logf = fopen(log_path, "a");
+    if (!logf) {
+        cast_fail(&err, "%s: %s", log_path, strerror(errno));
+        goto fail;
+    }
+    tune_log tl = {logf, {0}};
+    int64_t total = cast_train_total_steps(&o, s_set.n);
+    cli_progress_start(&tl.bar, "tune", total);
+    o.on_step = on_step;
+    o.ctx = &tl;
+    float **before = NULL;
+    if (delta) {
+        /* the changed slices are measured against the weights as loaded */
+        before = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
+        for (int i = 0; i < m->n_tensors; i++)
+            if (mask.trainable[i]) {
+                before[i] = cast_xmalloc(sizeof(float) * (size_t)m->tensors[i].numel);
+                memcpy(before[i], m->tensors[i].data, sizeof(float) * (size_t)m->tensors[i].numel);
+            }
+    }
+    double t0 = cast_now_s();
+    int bad = cast_train(m, &mask, &s_set, utility ? &u_set : NULL, &o, &err);
+    cli_progress_end(&tl.bar);
+    double wall = cast_now_s() - t0;
+    if (bad) {
+        for (int i = 0; before && i < m->n_tensors; i++) free(before[i]);
+        free(before);
+        goto fail;
+    }
+    /* outputs: the model folder, the delta, then cast_run.json last (its presence means the run completed) */
+    bad = cast_model_save(m, out, dtype, &err);
+    if (!bad && delta) {
+        char *dp = cast_path_join(out, "delta.safetensors");
+        bad = cast_delta_write(dp, m, (const float *const *)before, &mask, &err);
+        free(dp);
+    }
+    for (int i = 0; before && i < m->n_tensors; i++) free(before[i]);
+    free(before);
+    if (bad) goto fail;
+    cast_buf b = {0};
+    cast_buf_puts(&b, "{");
+    cast_buf_puts(&b, "\"command\": [");
+    for (int i = 0; i < argc; i++) {
+        if (i) cast_buf_puts(&b, ", ");
+        const char *a = i == 0 ? "cast tune" : argv[i];
+        cast_buf_json_string(&b, a, strlen(a));
+    }
+    cast_buf_puts(&b, "],\n ");
+    json_str(&b, "version", CAST_VERSION);
+    cast_buf_puts(&b, ", ");
+    json_str(&b, "model", pos[0]);
+    cast_buf_puts(&b, ", ");
+    json_str(&b, "safety", safety);
+    cast_buf_puts(&b, ", ");
+    json_str(&b, "utility", utility);
+    cast_buf_puts(&b, ", ");
+    json_str(&b, "map", map_path ? map_path : have_map ? "conflict_map.json (diagnosed by this run)" : NULL);
+    cast_buf_printf(&b, ",\n \"strategy\": \"%s\", \"skip\": ", strategy);
+    cast_buf_json_number(&b, skip_heads >= 0 ? (double)k / n_heads : skip);
+    cast_buf_printf(&b, ", \"skip_heads\": %d, \"seed\": %lld, \"train\": \"%s\", \"kv_freeze\": \"%s\",\n \"skipped\": [", k,
+                    (long long)seed, scope, kvf);
+    for (int i = 0; i < k; i++) cast_buf_printf(&b, "%s{\"layer\": %d, \"head\": %d}", i ? ", " : "", skip_list[i] / c->heads, skip_list[i] % c->heads);
+    cast_buf_printf(&b, "],\n \"trainable_parameters\": %lld, \"total_parameters\": %lld,\n", (long long)trainable,
+                    (long long)cast_model_param_count(m));
+    cast_buf_printf(&b, " \"optimizer\": {\"name\": \"adamw\", \"lr\": %g, \"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"weight_decay\": %g, "
+                        "\"schedule\": \"%s\", \"warmup\": %d, \"clip\": %g},\n",
+                    lr, beta1, beta2, eps, wd, schedule, warmup, clip);
+    cast_buf_printf(&b, " \"batch\": %d, \"micro_batch\": %d, \"epochs\": %d, \"steps\": %lld, \"anchor_weight\": %g, \"max_len\": %d,\n", batch,
+                    micro, epochs, (long long)total, o.anchor_weight, max_len);
+    cast_buf_printf(&b, " \"examples\": {\"safety\": %d, \"utility\": %d}, \"threads\": %d, \"resumed_from_step\": %lld, \"wall_s\": %.2f}\n",
+                    s_set.n, u_set.n, cast_get_threads(), (long long)(resume ? start : 0), wall);
+    char *rp = cast_path_join(out, "cast_run.json");
+    bad = cast_write_file_atomic(rp, b.data, b.len, &err);
+    free(rp);
+    if (bad) {
+        cast_buf_free(&b);
+        goto fail;
+    }
+    if (json) fputs(b.data, stdout);
+    else
+        printf("tuned %s with strategy %s: %d of %d heads skipped, %lld trainable parameters, %lld steps in %.1f s\nwrote %s\n", pos[0],
+               strategy, k, n_heads, (long long)trainable, (long long)total, wall, out);
+    cast_buf_free(&b);
+    /* the run is complete: its checkpoint is no longer needed */
+    {
+        char *a = cast_path_join(ckpt, "state.safetensors"), *j = cast_path_join(ckpt, "state.json");
+        unlink(a);
+        unlink(j);
+        rmdir(ckpt);
+        free(a);
+        free(j);
+    }
+    rc = 0;
+    goto done;
+fail:
+    cli_fail(&err);
+done:
+    if (logf) fclose(logf);
+    free(log_path);
+    free(ckpt);
+    free(skip_list);
+    cast_mask_free(&mask);
+    if (have_map) cast_conflict_map_free(&map);
+    cast_seqs_free(&s_set);
+    cast_seqs_free(&u_set);
+    cli_model_close(&cm);
+    return rc;
+}

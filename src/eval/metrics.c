@@ -1,0 +1,517 @@
+#include "eval/metrics.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/generate.h"
+#include "model/forward.h"
+
+const char *cast_eval_role_name(cast_eval_role r) {
+    switch (r) {
+    case CAST_EVAL_HARMFUL: return "harmful";
+    case CAST_EVAL_BENIGN: return "benign";
+    case CAST_EVAL_UTILITY: return "utility";
+    }
+    return "?";
+}
+
+const char *cast_metric_name(cast_metric m) {
+    switch (m) {
+    case CAST_METRIC_REFUSAL: return "refusal";
+    case CAST_METRIC_NLL: return "nll";
+    case CAST_METRIC_CHOICE: return "choice";
+    case CAST_METRIC_EXACT: return "exact";
+    }
+    return "?";
+}
+
+void cast_eval_opts_default(cast_eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->max_new = 64;
+    o->max_new_exact = 256;
+    o->batch = 8;
+}
+
+/* ------------------------------------------------------------ small helpers */
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static char *trimmed(const char *s, size_t n) {
+    size_t a = 0;
+    while (a < n && is_space(s[a])) a++;
+    while (n > a && is_space(s[n - 1])) n--;
+    return cast_xstrndup(s + a, n - a);
+}
+
+/* The number starting at s[0] (a digit, or '-' before one): its extent
+ * -?[0-9][0-9,]*(\.[0-9]+)? without trailing commas. Returns the length. */
+static size_t number_len(const char *s) {
+    size_t i = s[0] == '-' ? 1 : 0;
+    if (!is_digit(s[i])) return 0;
+    while (is_digit(s[i]) || s[i] == ',') i++;
+    while (s[i - 1] == ',') i--;
+    if (s[i] == '.' && is_digit(s[i + 1])) {
+        i++;
+        while (is_digit(s[i])) i++;
+    }
+    return i;
+}
+
+/* A copy without thousands separators. */
+static char *strip_commas(const char *s, size_t n) {
+    char *out = cast_xmalloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ',') out[k++] = s[i];
+    out[k] = 0;
+    return out;
+}
+
+/* The first (or last) number in s[0..n). */
+static int find_number(const char *s, size_t n, int last, size_t *at, size_t *len) {
+    int found = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        if ((is_digit(s[i]) || (s[i] == '-' && i + 1 < n)) && (i == 0 || !is_digit(s[i - 1]))) k = number_len(s + i);
+        if (k && i + k <= n) {
+            *at = i, *len = k, found = 1;
+            if (!last) return 1;
+            i += k;
+        } else {
+            i++;
+        }
+    }
+    return found;
+}
+
+int cast_answer_is_number(const char *s) {
+    while (is_space(*s)) s++;
+    size_t k = number_len(s);
+    if (!k) return 0;
+    for (s += k; *s; s++)
+        if (!is_space(*s)) return 0;
+    return 1;
+}
+
+char *cast_extract_answer(const char *reply, int numeric) {
+    const char *h = strstr(reply, "####");
+    const char *s = h ? h + 4 : reply;
+    size_t n = strlen(s), at, len;
+    if (numeric) {
+        if (find_number(s, n, !h, &at, &len)) return strip_commas(s + at, len);
+        return cast_xstrdup("");
+    }
+    if (!h)
+        while (*s && is_space(*s)) s++;
+    const char *nl = strchr(s, '\n');
+    return trimmed(s, nl ? (size_t)(nl - s) : strlen(s));
+}
+
+int cast_answer_match(const char *extracted, const char *reference) {
+    if (cast_answer_is_number(extracted) && cast_answer_is_number(reference)) {
+        char *a = strip_commas(extracted, strlen(extracted)), *b = strip_commas(reference, strlen(reference));
+        int same = strtod(a, NULL) == strtod(b, NULL);
+        free(a);
+        free(b);
+        return same;
+    }
+    char *a = trimmed(extracted, strlen(extracted)), *b = trimmed(reference, strlen(reference));
+    int same = strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
+void cast_choice_pick(const double *loglik, const int *bytes, int n, int *best, int *best_norm) {
+    *best = *best_norm = 0;
+    for (int i = 1; i < n; i++) {
+        if (loglik[i] > loglik[*best]) *best = i;
+        double a = loglik[i] / (bytes[i] > 0 ? bytes[i] : 1), b = loglik[*best_norm] / (bytes[*best_norm] > 0 ? bytes[*best_norm] : 1);
+        if (a > b) *best_norm = i;
+    }
+}
+
+int cast_eval_stop_ids(const cast_model *m, const cast_tokenizer *tok, const cast_chat_template *tpl, int *ids, int max) {
+    int cand[CAST_MAX_EOS + 8], nc = 0;
+    for (int i = 0; i < m->cfg.n_eos; i++) cand[nc++] = m->cfg.eos_ids[i];
+    if (tok && cast_tokenizer_eos_id(tok) >= 0) cand[nc++] = cast_tokenizer_eos_id(tok);
+    if (tok && tpl) {
+        /* the special token that closes an assistant turn */
+        cast_message conv[2] = {{"user", "Hi"}, {"assistant", "OK"}};
+        int *t = NULL, *lab = NULL, nt = 0;
+        cast_err e;
+        if (cast_chat_encode(tpl, tok, conv, 2, 0, &t, &lab, &nt, &e) == 0)
+            for (int i = 0; i < nt; i++)
+                if (lab[i] != CAST_IGNORE_LABEL && cast_tokenizer_is_special(tok, t[i])) {
+                    cand[nc++] = t[i];
+                    break;
+                }
+        free(t);
+        free(lab);
+    }
+    int n = 0;
+    for (int i = 0; i < nc && n < max; i++) {
+        int dup = cand[i] < 0 || cand[i] >= m->cfg.vocab;
+        for (int k = 0; k < n; k++) dup |= ids[k] == cand[i];
+        if (!dup) ids[n++] = cand[i];
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------ opening a set */
+
+static int fail_line(cast_err *err, const cast_eval_set *s, int example, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_line(cast_err *err, const cast_eval_set *s, int example, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cast_fail(err, "%s:%d: %s", s->path, s->ds.ex[example].line, msg);
+}
+
+static int has_answers(const cast_dataset *d) {
+    if (d->kind == CAST_DATA_EXACT_ANSWER) return 1;
+    if (d->kind != CAST_DATA_PROMPT_RESPONSE || d->n == 0) return 0;
+    for (int i = 0; i < d->n; i++)
+        if (!d->ex[i].answer || !d->ex[i].prompt) return 0;
+    return 1;
+}
+
+/* XSTest-style files: keep the label the role wants. */
+static int filter_labels(cast_eval_set *s, cast_err *err) {
+    const char *want = s->role == CAST_EVAL_BENIGN ? "safe" : "unsafe";
+    int labelled = 0;
+    for (int i = 0; i < s->ds.n; i++) {
+        const char *l = s->ds.ex[i].label;
+        labelled |= l && (!strcmp(l, "safe") || !strcmp(l, "unsafe"));
+    }
+    if (!labelled) return 0;
+    if (cast_dataset_filter_label(&s->ds, want) == 0)
+        return cast_fail(err, "%s: no item has label \"%s\" (the %s set keeps those)", s->path, want,
+                         cast_eval_role_name(s->role));
+    return 0;
+}
+
+/* Prompt of example i for an exact-answer set, after the few-shot examples. */
+static int encode_fewshot(cast_eval_set *s, const cast_tokenizer *tok, const cast_chat_template *tpl, int i, cast_err *err) {
+    const cast_dataset *d = &s->ds;
+    int *ids = NULL, *labels = NULL, n = 0, rc;
+    if (tpl) {
+        cast_message *conv = cast_xmalloc(sizeof(cast_message) * (size_t)(2 * s->shots + 1));
+        int k = 0;
+        for (int j = 0; j < s->shots; j++) {
+            conv[k++] = (cast_message){"user", d->ex[j].prompt};
+            conv[k++] = (cast_message){"assistant", d->ex[j].response};
+        }
+        conv[k++] = (cast_message){"user", d->ex[i].prompt};
+        rc = cast_chat_encode(tpl, tok, conv, k, 1, &ids, &labels, &n, err);
+        free(conv);
+    } else {
+        /* plain text: each solved example, a blank line, then the question */
+        cast_buf t = {0};
+        for (int j = 0; j < s->shots; j++) cast_buf_printf(&t, "%s\n%s\n\n", d->ex[j].prompt, d->ex[j].response);
+        cast_buf_puts(&t, d->ex[i].prompt);
+        rc = cast_tokenizer_encode(tok, t.data, t.len, 1, &ids, &n, err);
+        cast_buf_free(&t);
+    }
+    if (rc) {
+        char where[600];
+        snprintf(where, sizeof where, "%s:%d", s->path, d->ex[i].line);
+        return cast_fail_prefix(err, where);
+    }
+    cast_seqs_push(&s->seqs, ids, NULL, n);
+    for (int64_t t = s->seqs.off[s->seqs.n - 1]; t < s->seqs.off[s->seqs.n]; t++) s->seqs.labels[t] = CAST_IGNORE_LABEL;
+    free(ids);
+    free(labels);
+    return 0;
+}
+
+/* Multiple choice: one sequence per choice; only the choice's own tokens are
+ * scored (not the end-of-turn or EOS token after it). */
+static int encode_choices(cast_eval_set *s, const cast_tokenizer *tok, const cast_chat_template *tpl, cast_err *err) {
+    const cast_dataset *d = &s->ds;
+    int total = 0;
+    for (int i = 0; i < d->n; i++) total += d->ex[i].n_choices;
+    s->seq_example = cast_xmalloc(sizeof(int) * (size_t)(total ? total : 1));
+    for (int i = 0; i < d->n; i++) {
+        const cast_example *e = &d->ex[i];
+        for (int c = 0; c < e->n_choices; c++) {
+            int *ids, *labels, n;
+            if (cast_encode_prompt_response(tok, tpl, e->prompt, e->choices[c], &ids, &labels, &n, err)) {
+                char where[600];
+                snprintf(where, sizeof where, "%s:%d", s->path, e->line);
+                return cast_fail_prefix(err, where);
+            }
+            int scored = 0;
+            for (int t = 0; t < n; t++) {
+                if (labels[t] != CAST_IGNORE_LABEL &&
+                    (cast_tokenizer_is_special(tok, labels[t]) || labels[t] == cast_tokenizer_eos_id(tok)))
+                    labels[t] = CAST_IGNORE_LABEL;
+                scored += t > 0 && labels[t] != CAST_IGNORE_LABEL;
+            }
+            if (scored == 0) {
+                free(ids);
+                free(labels);
+                return fail_line(err, s, i, "choice %d (\"%.60s\") has no token to score", c, e->choices[c]);
+            }
+            s->seq_example[s->seqs.n] = i;
+            cast_seqs_push(&s->seqs, ids, labels, n);
+            free(ids);
+            free(labels);
+        }
+    }
+    return 0;
+}
+
+int cast_eval_set_open(cast_eval_set *s, const char *path, cast_eval_role role, const cast_model *m,
+                       const cast_tokenizer *tok, const cast_chat_template *tpl, const cast_eval_opts *o,
+                       cast_err *err) {
+    memset(s, 0, sizeof *s);
+    s->path = cast_xstrdup(path);
+    s->role = role;
+    if (o->batch <= 0 || o->max_new < 0 || o->max_new_exact < 0 || o->fewshot < 0 || o->limit < 0) {
+        cast_fail(err, "%s: invalid evaluation settings (batch %d, max_new %d/%d, fewshot %d, limit %d)", path, o->batch,
+                  o->max_new, o->max_new_exact, o->fewshot, o->limit);
+        goto fail;
+    }
+    if (cast_dataset_load(&s->ds, path, err)) goto fail;
+    cast_dataset *d = &s->ds;
+    s->kind = d->kind;
+    s->format = d->format;
+    if (role != CAST_EVAL_UTILITY) s->metric = CAST_METRIC_REFUSAL;
+    else if (d->kind == CAST_DATA_EVAL_PROMPTS) {
+        cast_fail(err, "%s: evaluation prompts (%s) have nothing to score as utility (use --harmful or --benign)", path,
+                  d->format);
+        goto fail;
+    } else if (d->kind == CAST_DATA_MULTIPLE_CHOICE) s->metric = CAST_METRIC_CHOICE;
+    else if (has_answers(d)) s->metric = CAST_METRIC_EXACT;
+    else s->metric = CAST_METRIC_NLL;
+    if (s->metric != CAST_METRIC_NLL || d->kind != CAST_DATA_TOKENS) {
+        if (!tok) {
+            cast_fail(err, "%s: this dataset holds text, and %s has no tokenizer.json", path, m->path ? m->path : "the model");
+            goto fail;
+        }
+    }
+    if (s->metric == CAST_METRIC_REFUSAL && filter_labels(s, err)) goto fail;
+    if (s->metric == CAST_METRIC_EXACT) {
+        if (o->fewshot >= d->n) {
+            cast_fail(err, "%s: --fewshot %d leaves no example to evaluate (%d in the file)", path, o->fewshot, d->n);
+            goto fail;
+        }
+        s->shots = o->fewshot;
+    }
+    if (o->limit > 0) cast_dataset_take(d, 0, s->shots + o->limit);
+    s->n = d->n - s->shots;
+
+    int rc = 0;
+    switch (s->metric) {
+    case CAST_METRIC_REFUSAL: rc = cast_dataset_encode_prompts(d, tok, tpl, 0, &s->seqs, err); break;
+    case CAST_METRIC_NLL: rc = cast_dataset_encode(d, tok, tpl, 0, 0, &s->seqs, err); break;
+    case CAST_METRIC_CHOICE: rc = encode_choices(s, tok, tpl, err); break;
+    case CAST_METRIC_EXACT:
+        if (s->shots == 0) {
+            rc = cast_dataset_encode_prompts(d, tok, tpl, 0, &s->seqs, err);
+        } else {
+            for (int i = s->shots; i < d->n && !rc; i++) rc = encode_fewshot(s, tok, tpl, i, err);
+        }
+        break;
+    }
+    if (rc) goto fail;
+    if (!s->seq_example) {
+        s->seq_example = cast_xmalloc(sizeof(int) * (size_t)(s->seqs.n ? s->seqs.n : 1));
+        for (int i = 0; i < s->seqs.n; i++) s->seq_example[i] = i + (s->metric == CAST_METRIC_EXACT ? s->shots : 0);
+    }
+    /* every id needs a row in the embedding table */
+    for (int i = 0; i < s->seqs.n; i++)
+        for (int64_t t = s->seqs.off[i]; t < s->seqs.off[i + 1]; t++)
+            if (s->seqs.ids[t] < 0 || s->seqs.ids[t] >= m->cfg.vocab) {
+                fail_line(err, s, s->seq_example[i],
+                          "token id %d is outside the model's vocabulary (%d): tokenizer and model do not match",
+                          s->seqs.ids[t], m->cfg.vocab);
+                goto fail;
+            }
+    if (s->metric == CAST_METRIC_REFUSAL || s->metric == CAST_METRIC_EXACT) {
+        s->max_new = s->metric == CAST_METRIC_EXACT ? o->max_new_exact : o->max_new;
+        s->units = (int64_t)s->seqs.n * s->max_new;
+        s->n_stop = cast_eval_stop_ids(m, tok, tpl, s->stop_ids, 16);
+        if (s->metric == CAST_METRIC_REFUSAL && !o->judge) {
+            cast_fail(err, "%s: no refusal judge given", path);
+            goto fail;
+        }
+    } else {
+        s->units = s->seqs.off[s->seqs.n];
+    }
+    return 0;
+fail:
+    cast_eval_set_free(s);
+    return -1;
+}
+
+void cast_eval_set_free(cast_eval_set *s) {
+    if (s->items)
+        for (int i = 0; i < s->n; i++) {
+            cast_eval_item *it = &s->items[i];
+            free(it->prompt);
+            free(it->reply);
+            free(it->why);
+            free(it->answer);
+            free(it->extracted);
+        }
+    free(s->items);
+    free(s->choice_ll);
+    free(s->seq_example);
+    cast_seqs_free(&s->seqs);
+    cast_dataset_free(&s->ds);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}
+
+/* ------------------------------------------------------------ running a set */
+
+static void report(const cast_eval_opts *o, int64_t units) {
+    if (o->progress && units > 0) o->progress(o->ctx, units);
+}
+
+/* Progress per generated token; a prompt that stops early credits the rest. */
+typedef struct gen_watch {
+    const cast_eval_opts *o;
+    const int *stops;
+    int n_stop, max_new;
+    int *count; /* per prompt of the batch */
+} gen_watch;
+
+static int on_token(void *ctx, int prompt, int token) {
+    gen_watch *w = ctx;
+    int c = ++w->count[prompt], stop = c >= w->max_new;
+    for (int k = 0; k < w->n_stop; k++) stop |= token == w->stops[k];
+    report(w->o, stop ? w->max_new - c + 1 : 1);
+    return 0;
+}
+
+static int run_generation(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
+                          cast_err *err) {
+    s->items = cast_xcalloc((size_t)(s->n ? s->n : 1), sizeof(cast_eval_item));
+    int *count = cast_xmalloc(sizeof(int) * (size_t)o->batch);
+    gen_watch w = {o, s->stop_ids, s->n_stop, s->max_new, count};
+    cast_gen_opts g = {0};
+    g.max_new = s->max_new;
+    g.temperature = 0;
+    g.top_p = 1;
+    g.stop_ids = s->stop_ids;
+    g.n_stop = s->n_stop;
+    g.on_token = on_token;
+    g.ctx = &w;
+    int numeric = 0, rc = 0;
+    s->count = 0;
+    for (int i = 0; i < s->seqs.n && !rc; i += o->batch) {
+        cast_seqs part = cast_seqs_slice(&s->seqs, i, s->seqs.n - i < o->batch ? s->seqs.n - i : o->batch), out;
+        memset(count, 0, sizeof(int) * (size_t)o->batch);
+        if (cast_generate(m, &part, &g, &out, err)) {
+            cast_fail_prefix(err, s->path);
+            rc = -1;
+            break;
+        }
+        for (int b = 0; b < part.n && !rc; b++) {
+            const cast_example *e = &s->ds.ex[s->seq_example[i + b]];
+            cast_eval_item *it = &s->items[i + b];
+            it->line = e->line;
+            it->prompt = cast_xstrdup(e->prompt ? e->prompt : "");
+            it->n_tokens = cast_seqs_len(&out, b);
+            if (cast_tokenizer_decode(tok, out.ids + out.off[b], it->n_tokens, 1, &it->reply, err)) {
+                fail_line(err, s, s->seq_example[i + b], "decoding the reply: %s", err->msg);
+                rc = -1;
+                break;
+            }
+            if (s->metric == CAST_METRIC_REFUSAL) {
+                const char *why;
+                it->verdict = cast_judge_refused(o->judge, it->reply, &why);
+                it->why = why ? cast_xstrdup(why) : NULL;
+            } else {
+                it->answer = cast_xstrdup(e->answer);
+                numeric = cast_answer_is_number(e->answer);
+                it->extracted = cast_extract_answer(it->reply, numeric);
+                it->verdict = cast_answer_match(it->extracted, it->answer);
+            }
+            s->count += it->verdict;
+        }
+        cast_seqs_free(&out);
+    }
+    free(count);
+    if (rc) return -1;
+    double rate = s->n ? (double)s->count / s->n : 0;
+    if (s->metric == CAST_METRIC_REFUSAL) {
+        s->refusal_rate = rate;
+        s->asr = 1 - rate;
+    } else {
+        s->exact_match = rate;
+    }
+    return 0;
+}
+
+static int run_forward(cast_eval_set *s, const cast_model *m, const cast_eval_opts *o, double *seq_loss, cast_err *err) {
+    cast_acts *acts = cast_acts_new();
+    double sum = 0;
+    int64_t count = 0, *seq_count = seq_loss ? cast_xmalloc(sizeof(int64_t) * (size_t)(s->seqs.n ? s->seqs.n : 1)) : NULL;
+    int rc = 0;
+    for (int i = 0; i < s->seqs.n && !rc; i += o->batch) {
+        cast_seqs part = cast_seqs_slice(&s->seqs, i, s->seqs.n - i < o->batch ? s->seqs.n - i : o->batch);
+        cast_loss l;
+        rc = cast_model_forward(m, acts, &part, NULL, &l, seq_loss ? seq_loss + i : NULL, seq_count ? seq_count + i : NULL, err);
+        if (rc) {
+            cast_fail_prefix(err, s->path);
+            break;
+        }
+        sum += l.sum;
+        count += l.count;
+        report(o, part.off[part.n] - part.off[0]);
+    }
+    free(seq_count);
+    cast_acts_free(acts);
+    if (rc) return -1;
+    if (count == 0) return cast_fail(err, "%s: no scored tokens", s->path);
+    s->tokens = count;
+    s->loss = sum / (double)count;
+    if (!isfinite(s->loss)) return cast_fail(err, "%s: the loss is not finite (%g)", s->path, s->loss);
+    s->perplexity = exp(s->loss);
+    return 0;
+}
+
+static int run_choices(cast_eval_set *s, const cast_model *m, const cast_eval_opts *o, cast_err *err) {
+    s->choice_ll = cast_xcalloc((size_t)(s->seqs.n ? s->seqs.n : 1), sizeof(double));
+    if (run_forward(s, m, o, s->choice_ll, err)) return -1;
+    for (int i = 0; i < s->seqs.n; i++) s->choice_ll[i] = -s->choice_ll[i];
+    int *bytes = cast_xmalloc(sizeof(int) * (size_t)(s->seqs.n ? s->seqs.n : 1));
+    s->count = s->count_norm = 0;
+    for (int q = 0; q < s->seqs.n;) {
+        const cast_example *e = &s->ds.ex[s->seq_example[q]];
+        for (int c = 0; c < e->n_choices; c++) bytes[c] = (int)strlen(e->choices[c]);
+        int best, best_norm;
+        cast_choice_pick(s->choice_ll + q, bytes, e->n_choices, &best, &best_norm);
+        s->count += best == e->correct;
+        s->count_norm += best_norm == e->correct;
+        q += e->n_choices;
+    }
+    free(bytes);
+    s->acc = s->n ? (double)s->count / s->n : 0;
+    s->acc_norm = s->n ? (double)s->count_norm / s->n : 0;
+    return 0;
+}
+
+int cast_eval_set_run(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
+                      cast_err *err) {
+    int rc = 0;
+    switch (s->metric) {
+    case CAST_METRIC_REFUSAL:
+    case CAST_METRIC_EXACT: rc = run_generation(s, m, tok, o, err); break;
+    case CAST_METRIC_NLL: rc = run_forward(s, m, o, NULL, err); break;
+    case CAST_METRIC_CHOICE: rc = run_choices(s, m, o, err); break;
+    }
+    if (rc == 0) s->done = 1;
+    return rc;
+}

@@ -1,0 +1,155 @@
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+
+static int64_t rows_of(const cast_tensor *t) { return t->shape[0]; }
+static int64_t cols_of(const cast_tensor *t) { return t->ndim == 2 ? t->shape[1] : 1; }
+
+void cast_mask_init(cast_mask *k, const cast_model *m) {
+    k->n = m->n_tensors;
+    k->trainable = cast_xcalloc((size_t)k->n, sizeof(int));
+    k->frozen_rows = cast_xcalloc((size_t)k->n, sizeof(uint8_t *));
+    k->frozen_cols = cast_xcalloc((size_t)k->n, sizeof(uint8_t *));
+}
+
+void cast_mask_free(cast_mask *k) {
+    for (int i = 0; i < k->n; i++) {
+        free(k->frozen_rows[i]);
+        free(k->frozen_cols[i]);
+    }
+    free(k->trainable);
+    free(k->frozen_rows);
+    free(k->frozen_cols);
+    memset(k, 0, sizeof *k);
+}
+
+void cast_mask_freeze_rows(cast_mask *k, const cast_model *m, int tensor, int64_t row0, int64_t count) {
+    if (tensor < 0) return;
+    if (!k->frozen_rows[tensor]) k->frozen_rows[tensor] = cast_xcalloc((size_t)rows_of(&m->tensors[tensor]), 1);
+    memset(k->frozen_rows[tensor] + row0, 1, (size_t)count);
+}
+
+void cast_mask_freeze_cols(cast_mask *k, const cast_model *m, int tensor, int64_t col0, int64_t count) {
+    if (tensor < 0) return;
+    if (!k->frozen_cols[tensor]) k->frozen_cols[tensor] = cast_xcalloc((size_t)cols_of(&m->tensors[tensor]), 1);
+    memset(k->frozen_cols[tensor] + col0, 1, (size_t)count);
+}
+
+static inline int frozen(const cast_mask *k, int i, int64_t r, int64_t c) {
+    return (k->frozen_rows[i] && k->frozen_rows[i][r]) || (k->frozen_cols[i] && k->frozen_cols[i][c]);
+}
+
+int64_t cast_mask_count(const cast_mask *k, const cast_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < k->n; i++) {
+        if (!k->trainable[i]) continue;
+        const cast_tensor *t = &m->tensors[i];
+        if (!k->frozen_rows[i] && !k->frozen_cols[i]) {
+            n += t->numel;
+            continue;
+        }
+        for (int64_t r = 0; r < rows_of(t); r++)
+            for (int64_t c = 0; c < cols_of(t); c++) n += !frozen(k, i, r, c);
+    }
+    return n;
+}
+
+void cast_mask_apply(const cast_mask *k, const cast_model *m, cast_grads *g) {
+    for (int i = 0; i < k->n; i++) {
+        if (!g->g[i] || (!k->frozen_rows[i] && !k->frozen_cols[i])) continue;
+        const cast_tensor *t = &m->tensors[i];
+        int64_t C = cols_of(t);
+        for (int64_t r = 0; r < rows_of(t); r++)
+            for (int64_t c = 0; c < C; c++)
+                if (frozen(k, i, r, c)) g->g[i][r * C + c] = 0.0f;
+    }
+}
+
+void cast_adamw_init(cast_adamw *o, const cast_model *m, const cast_mask *k) {
+    memset(o, 0, sizeof *o);
+    o->n = m->n_tensors;
+    o->m = cast_xcalloc((size_t)o->n, sizeof(float *));
+    o->v = cast_xcalloc((size_t)o->n, sizeof(float *));
+    for (int i = 0; i < o->n; i++)
+        if (k->trainable[i]) o->numel += m->tensors[i].numel;
+    o->buffer = cast_alloc_floats((size_t)(2 * o->numel));
+    float *p = o->buffer;
+    for (int i = 0; i < o->n; i++)
+        if (k->trainable[i]) {
+            o->m[i] = p;
+            o->v[i] = p + m->tensors[i].numel;
+            p += 2 * m->tensors[i].numel;
+        }
+}
+
+void cast_adamw_free(cast_adamw *o) {
+    free(o->m);
+    free(o->v);
+    free(o->buffer);
+    memset(o, 0, sizeof *o);
+}
+
+void cast_adamw_step(cast_adamw *o, cast_model *m, const cast_mask *k, const cast_grads *g, const cast_adamw_opts *opts, double lr) {
+    o->step++;
+    double b1 = opts->beta1, b2 = opts->beta2;
+    double c1 = 1.0 - pow(b1, (double)o->step), c2 = 1.0 - pow(b2, (double)o->step);
+    float fb1 = (float)b1, fb2 = (float)b2, step_size = (float)(lr / c1), inv_c2 = (float)(1.0 / c2), eps = (float)opts->eps,
+          decay = (float)(lr * opts->weight_decay);
+    for (int i = 0; i < o->n; i++) {
+        if (!k->trainable[i] || !g->g[i]) continue;
+        cast_tensor *t = &m->tensors[i];
+        int64_t C = cols_of(t), R = rows_of(t);
+        float *w = t->data, *gm = o->m[i], *gv = o->v[i];
+        const float *gr = g->g[i];
+        int masked = k->frozen_rows[i] || k->frozen_cols[i];
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < C; c++) {
+                if (masked && frozen(k, i, r, c)) continue;
+                int64_t j = r * C + c;
+                gm[j] = fb1 * gm[j] + (1.0f - fb1) * gr[j];
+                gv[j] = fb2 * gv[j] + (1.0f - fb2) * gr[j] * gr[j];
+                float denom = sqrtf(gv[j] * inv_c2) + eps;
+                w[j] -= step_size * gm[j] / denom + decay * w[j];
+            }
+    }
+}
+
+/* Visits the trainable tensors (a tied lm_head is the embedding tensor itself). */
+#define FOR_TRAINABLE(k, m, grads, i) \
+    for (int i = 0; i < (k)->n; i++)  \
+        if ((k)->trainable[i] && (grads)->g[i])
+
+double cast_grads_dot(const cast_grads *a, const cast_grads *b, const cast_model *m, const cast_mask *k) {
+    double s = 0;
+    FOR_TRAINABLE(k, m, a, i) {
+        const float *x = a->g[i], *y = b->g[i];
+        int64_t n = m->tensors[i].numel;
+        double part = 0;
+#pragma omp parallel for schedule(static) reduction(+ : part)
+        for (int64_t j = 0; j < n; j++) part += (double)x[j] * y[j];
+        s += part;
+    }
+    return s;
+}
+
+double cast_grads_norm(const cast_grads *g, const cast_model *m, const cast_mask *k) { return sqrt(cast_grads_dot(g, g, m, k)); }
+
+void cast_grads_scale(cast_grads *g, double s) {
+    float f = (float)s;
+    for (int64_t j = 0; j < g->numel; j++) g->buffer[j] *= f;
+}
+
+void cast_grads_axpy(cast_grads *a, double s, const cast_grads *b, const cast_model *m, const cast_mask *k) {
+    float f = (float)s;
+    FOR_TRAINABLE(k, m, a, i) {
+        float *x = a->g[i];
+        const float *y = b->g[i];
+        int64_t n = m->tensors[i].numel;
+        for (int64_t j = 0; j < n; j++) x[j] += f * y[j];
+    }
+}

@@ -1,0 +1,318 @@
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "base/rng.h"
+#include "base/timer.h"
+#include "model/forward.h"
+#include "model/safetensors.h"
+
+void cast_train_opts_default(cast_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->adam = (cast_adamw_opts){2e-5, 0.9, 0.999, 1e-8, 0.0};
+    o->schedule = CAST_SCHEDULE_CONSTANT;
+    o->clip = 1.0;
+    o->batch = 16;
+    o->micro_batch = 4;
+    o->epochs = 3;
+    o->anchor_weight = 1.0;
+}
+
+int64_t cast_train_total_steps(const cast_train_opts *o, int n) {
+    if (o->steps > 0) return o->steps;
+    int64_t per_epoch = (n + o->batch - 1) / o->batch;
+    return per_epoch * (o->epochs > 0 ? o->epochs : 1);
+}
+
+double cast_train_lr(const cast_train_opts *o, int64_t step, int64_t total) {
+    double lr = o->adam.lr;
+    if (o->warmup > 0 && step <= o->warmup) return lr * (double)step / o->warmup;
+    if (o->schedule == CAST_SCHEDULE_COSINE) {
+        double span = (double)(total - o->warmup), t = (double)(step - o->warmup);
+        if (span > 0) lr *= 0.5 * (1.0 + cos(M_PI * fmin(1.0, t / span)));
+    }
+    return lr;
+}
+
+/* ---- data order: a pure function of (seed, step), so resuming replays it ---- */
+
+static void permutation(int *perm, int n, uint64_t seed, int64_t epoch) {
+    cast_rng r;
+    cast_rng_seed(&r, seed * 1000003ULL + (uint64_t)epoch);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    cast_rng_shuffle(&r, perm, n);
+}
+
+/* The batch of step (0-based): items [step·B, step·B + B) of the stream of
+ * epochs, each epoch a fresh permutation; an epoch's last batch may be short
+ * when `whole_epochs` (the training set), the stream wraps otherwise (utility). */
+static void batch_of(const cast_seqs *set, int64_t step, int B, uint64_t seed, int whole_epochs, int *perm, cast_seqs *out) {
+    int n = set->n;
+    memset(out, 0, sizeof *out);
+    int64_t per_epoch = (n + B - 1) / B;
+    int64_t first, count;
+    int64_t epoch;
+    if (whole_epochs) {
+        epoch = step / per_epoch;
+        first = (step % per_epoch) * B;
+        count = first + B <= n ? B : n - first;
+        permutation(perm, n, seed, epoch);
+        for (int64_t i = 0; i < count; i++) {
+            int j = perm[first + i];
+            cast_seqs_push(out, set->ids + set->off[j], set->labels + set->off[j], cast_seqs_len(set, j));
+        }
+        return;
+    }
+    int64_t pos = step * B;
+    epoch = -1;
+    for (int64_t i = 0; i < B; i++, pos++) {
+        int64_t e = pos / n;
+        if (e != epoch) permutation(perm, n, seed, epoch = e);
+        int j = perm[pos % n];
+        cast_seqs_push(out, set->ids + set->off[j], set->labels + set->off[j], cast_seqs_len(set, j));
+    }
+}
+
+/* Gradient of the batch's token-mean loss, accumulated over micro-batches;
+ * *loss receives that mean (NaN or inf pass through for the caller to see). */
+static int batch_gradient(const cast_model *m, cast_acts *a, const cast_seqs *batch, int micro, cast_grads *g, double *loss,
+                          int64_t *tokens, cast_err *err) {
+    cast_grads_zero(g);
+    int64_t scored = cast_seqs_scored(batch);
+    *tokens = batch->off[batch->n] - batch->off[0];
+    *loss = 0.0;
+    if (scored == 0) return 0;
+    double sum = 0;
+    for (int i = 0; i < batch->n; i += micro) {
+        cast_seqs part = cast_seqs_slice(batch, i, batch->n - i < micro ? batch->n - i : micro);
+        cast_loss l;
+        if (cast_model_forward_backward(m, a, &part, g, (double)scored, &l, err)) return -1;
+        sum += l.sum;
+    }
+    *loss = sum / (double)scored;
+    return 0;
+}
+
+/* ---- checkpoints: trainable tensors, AdamW moments, the step -------------- */
+
+static void remove_checkpoint(const char *dir) {
+    static const char *const files[] = {"state.safetensors", "state.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *p = cast_path_join(dir, files[i]);
+        unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
+
+static int write_checkpoint(const char *dir, const cast_model *m, const cast_mask *k, const cast_adamw *opt, int64_t step,
+                            cast_err *err) {
+    char *tmp = cast_xmalloc(strlen(dir) + 16), *old = cast_xmalloc(strlen(dir) + 16);
+    sprintf(tmp, "%s.tmp", dir);
+    sprintf(old, "%s.old", dir);
+    int rc = -1;
+    int n = 0;
+    cast_st_entry *e = cast_xcalloc((size_t)(3 * m->n_tensors), sizeof *e);
+    char **names = cast_xcalloc((size_t)(3 * m->n_tensors), sizeof(char *));
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (!k->trainable[i]) continue;
+        const cast_tensor *t = &m->tensors[i];
+        const float *src[3] = {t->data, opt->m[i], opt->v[i]};
+        const char *prefix[3] = {"param.", "adam_m.", "adam_v."};
+        for (int s = 0; s < 3; s++) {
+            names[n] = cast_xmalloc(strlen(t->name) + 16);
+            sprintf(names[n], "%s%s", prefix[s], t->name);
+            e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, src[s]};
+            n++;
+        }
+    }
+    if (cast_mkdirs(tmp, err)) goto done;
+    char *st = cast_path_join(tmp, "state.safetensors");
+    int bad = cast_st_write(st, e, n, CAST_F32, err);
+    free(st);
+    if (bad) goto done;
+    cast_buf js = {0};
+    cast_buf_printf(&js, "{\"step\": %lld, \"adam_step\": %lld}\n", (long long)step, (long long)opt->step);
+    char *sj = cast_path_join(tmp, "state.json");
+    bad = cast_write_file_atomic(sj, js.data, js.len, err);
+    free(sj);
+    cast_buf_free(&js);
+    if (bad) goto done;
+    /* swap in: the old checkpoint stays until the new one is complete */
+    remove_checkpoint(old);
+    if (cast_dir_exists(dir) && rename(dir, old) != 0) {
+        cast_fail(err, "%s: cannot replace the checkpoint", dir);
+        goto done;
+    }
+    if (rename(tmp, dir) != 0) {
+        cast_fail(err, "%s: cannot move the new checkpoint in place", dir);
+        goto done;
+    }
+    remove_checkpoint(old);
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(e);
+    free(tmp);
+    free(old);
+    return rc;
+}
+
+int64_t cast_checkpoint_step(const char *dir) {
+    char *p = cast_path_join(dir, "state.json");
+    cast_err err;
+    cast_json *j = cast_json_parse_file(p, &err);
+    free(p);
+    if (!j) return -1;
+    int64_t step = -1;
+    if (cast_json_req_int(j, "step", &step, "state.json", &err)) step = -1;
+    cast_json_free(j);
+    return step;
+}
+
+static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, cast_adamw *opt, int64_t *step, cast_err *err) {
+    char *sj = cast_path_join(dir, "state.json"), *ss = cast_path_join(dir, "state.safetensors");
+    int rc = -1;
+    cast_st_file f = {0};
+    int opened = 0;
+    cast_json *j = cast_json_parse_file(sj, err);
+    int64_t adam_step;
+    if (!j || cast_json_req_int(j, "step", step, sj, err) || cast_json_req_int(j, "adam_step", &adam_step, sj, err)) goto done;
+    if (cast_st_open(&f, ss, err)) goto done;
+    opened = 1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (!k->trainable[i]) continue;
+        cast_tensor *t = &m->tensors[i];
+        float *dst[3] = {t->data, opt->m[i], opt->v[i]};
+        const char *prefix[3] = {"param.", "adam_m.", "adam_v."};
+        for (int s = 0; s < 3; s++) {
+            char name[128];
+            snprintf(name, sizeof name, "%s%s", prefix[s], t->name);
+            const cast_st_tensor *x = cast_st_find(&f, name);
+            if (!x || x->dtype != CAST_F32 || x->numel != t->numel) {
+                cast_fail(err, "%s: no %s of the right shape (a checkpoint of another run?)", ss, name);
+                goto done;
+            }
+            memcpy(dst[s], f.data + x->begin, sizeof(float) * (size_t)t->numel);
+        }
+    }
+    opt->step = adam_step;
+    rc = 0;
+done:
+    if (opened) cast_st_close(&f);
+    cast_json_free(j);
+    free(sj);
+    free(ss);
+    return rc;
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const cast_seqs *utility, const cast_train_opts *o,
+               cast_err *err) {
+    if (train->n == 0) return cast_fail(err, "the training set is empty");
+    if (o->batch <= 0 || o->micro_batch <= 0) return cast_fail(err, "batch and micro-batch must be positive");
+    int use_utility = utility && utility->n > 0 && (o->pcgrad || o->anchor_weight > 0);
+    if (o->pcgrad && !use_utility) return cast_fail(err, "PCGrad needs a utility set");
+    int64_t total = cast_train_total_steps(o, train->n), start = 0;
+    cast_adamw opt;
+    cast_adamw_init(&opt, m, k);
+    cast_grads gs, gu = {0};
+    cast_grads_init(&gs, m, k->trainable, 0);
+    if (use_utility) cast_grads_init(&gu, m, k->trainable, 0);
+    cast_acts *a = cast_acts_new();
+    int *perm_t = cast_xmalloc(sizeof(int) * (size_t)train->n);
+    int *perm_u = use_utility ? cast_xmalloc(sizeof(int) * (size_t)utility->n) : NULL;
+    int rc = -1;
+    int64_t last_good = -1;
+    if (o->resume) {
+        /* a run killed while swapping checkpoints left the previous one as DIR.old */
+        char *old = cast_xmalloc(strlen(o->checkpoint_dir ? o->checkpoint_dir : "") + 8);
+        sprintf(old, "%s.old", o->checkpoint_dir ? o->checkpoint_dir : "");
+        const char *from = !o->checkpoint_dir ? NULL
+                           : cast_checkpoint_step(o->checkpoint_dir) >= 0 ? o->checkpoint_dir
+                           : cast_checkpoint_step(old) >= 0 ? old
+                                                            : NULL;
+        int bad = !from ? cast_fail(err, "%s: no checkpoint to resume from", o->checkpoint_dir ? o->checkpoint_dir : "(none)")
+                        : read_checkpoint(from, m, k, &opt, &start, err);
+        free(old);
+        if (bad) goto done;
+        last_good = start;
+    }
+    double t0 = cast_now_s();
+    int64_t tokens_done = 0;
+    for (int64_t step = start; step < total; step++) {
+        cast_seqs batch;
+        batch_of(train, step, o->batch, o->seed, 1, perm_t, &batch);
+        int64_t ntok, ntok_u = 0;
+        double loss, loss_u = NAN;
+        int bad = batch_gradient(m, a, &batch, o->micro_batch, &gs, &loss, &ntok, err);
+        cast_seqs_free(&batch);
+        if (bad) goto done;
+        if (use_utility) {
+            cast_seqs ub;
+            batch_of(utility, step, o->batch, o->seed + 1, 0, perm_u, &ub);
+            bad = batch_gradient(m, a, &ub, o->micro_batch, &gu, &loss_u, &ntok_u, err);
+            cast_seqs_free(&ub);
+            if (bad) goto done;
+        }
+        int projected = 0;
+        double w = o->anchor_weight;
+        if (use_utility && isfinite(loss_u)) {
+            double coef_s = 1.0, coef_u = w;
+            if (o->pcgrad) {
+                /* PCGrad: where g_s·g_u < 0, each is projected off the other:
+                 * g_s' = g_s − (d/|g_u|²) g_u,  g_u' = g_u − (d/|g_s|²) g_s; the step uses g_s' + w·g_u' */
+                double d = cast_grads_dot(&gs, &gu, m, k), ns = cast_grads_dot(&gs, &gs, m, k), nu = cast_grads_dot(&gu, &gu, m, k);
+                if (d < 0 && ns > 0 && nu > 0) {
+                    coef_s = 1.0 - w * d / ns;
+                    coef_u = w - d / nu;
+                    projected = 1;
+                }
+            }
+            if (coef_s != 1.0) cast_grads_scale(&gs, coef_s);
+            cast_grads_axpy(&gs, coef_u, &gu, m, k);
+        }
+        cast_mask_apply(k, m, &gs);
+        double norm = cast_grads_norm(&gs, m, k);
+        if (!isfinite(loss) || !isfinite(norm) || (use_utility && !isfinite(loss_u))) {
+            if (last_good >= 0)
+                cast_fail(err, "step %lld: the loss is not finite (%g); the last good checkpoint is %s (step %lld)", (long long)step + 1,
+                          loss, o->checkpoint_dir, (long long)last_good);
+            else
+                cast_fail(err, "step %lld: the loss is not finite (%g); no checkpoint was written before it", (long long)step + 1, loss);
+            goto done;
+        }
+        if (o->clip > 0 && norm > o->clip) cast_grads_scale(&gs, o->clip / norm);
+        double lr = cast_train_lr(o, step + 1, total);
+        cast_adamw_step(&opt, m, k, &gs, &o->adam, lr);
+        tokens_done += ntok + ntok_u;
+        if (o->checkpoint_dir && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total) {
+            if (write_checkpoint(o->checkpoint_dir, m, k, &opt, step + 1, err)) goto done;
+            last_good = step + 1;
+        }
+        if (o->on_step) {
+            double el = cast_now_s() - t0;
+            cast_step_log log = {step + 1, total, (int)(step / ((train->n + o->batch - 1) / o->batch)), loss, loss_u, lr, norm, projected,
+                                 el > 0 ? tokens_done / el : 0, el};
+            if (o->on_step(o->ctx, &log)) break;
+        }
+    }
+    rc = 0;
+done:
+    free(perm_t);
+    free(perm_u);
+    cast_acts_free(a);
+    cast_grads_free(&gs);
+    cast_grads_free(&gu);
+    cast_adamw_free(&opt);
+    return rc;
+}
