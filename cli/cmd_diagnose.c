@@ -23,7 +23,7 @@ void cli_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
     double *score = cast_xmalloc(sizeof(double) * (size_t)n), *cos = cast_xmalloc(sizeof(double) * (size_t)n),
            *fs = cast_xmalloc(sizeof(double) * (size_t)n);
     int *top = cast_xcalloc((size_t)n, sizeof(int));
-    int k = cast_top_count(0.05, n);
+    int k = cast_top5_count(n);
     double fs_lo = INFINITY, fs_hi = -INFINITY, s_hi = 0, cos_hi = 0;
     for (int i = 0; i < n; i++) {
         score[i] = map->stat[i].score;
@@ -181,7 +181,7 @@ int cmd_diagnose(int argc, char **argv) {
         int conflicted = 0;
         for (int i = 0; i < n; i++) conflicted += map.stat[i].cos_defined && map.stat[i].cos < 0;
         printf("\n%d of %d heads have conflicting gradients (cos < 0); the top 5%% (%d heads) hold %.1f%% of the total score.\n",
-               conflicted, n, cast_top_count(0.05, n), 100 * map.concentration);
+               conflicted, n, cast_top5_count(n), 100 * map.concentration);
         if (out) printf("wrote %s/conflict_map.json, .csv, .svg\n", out);
     }
     cast_conflict_map_free(&map);

@@ -16,8 +16,10 @@ static const command commands[] = {
     {"score", cmd_score, "mean NLL and perplexity over the scored tokens of a dataset"},
     {"generate", cmd_generate, "generate tokens (greedy or sampled) with the KV cache"},
     {"diagnose", cmd_diagnose, "CAST stage A: the head-level conflict map (safety vs utility gradients)"},
+    {"eval", cmd_eval, "refusal rate, attack success rate and utility of a model, optionally against a base"},
     {"tune", cmd_tune, "CAST stage B: safety fine-tuning that skips high-conflict heads, and baselines"},
     {"apply-delta", cmd_apply_delta, "a tuned model from its base and a sparse delta"},
+    {"organism", cmd_organism, "the model organism: its synthetic world and tokenizer (cast organism data)"},
     {"bench", cmd_bench, "throughput of forward, forward+backward and decode"},
 };
 

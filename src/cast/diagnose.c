@@ -52,10 +52,14 @@ void cast_diag_opts_default(cast_diag_opts *o) {
     o->micro_batch = 4;
 }
 
+int cast_top5_count(int n) {
+    int k = cast_top_count(0.05, n);
+    return k < 1 && n > 0 ? 1 : k;
+}
+
 int cast_top_count(double ratio, int n) {
     int k = (int)lround(ratio * n);
-    if (ratio > 0 && k < 1) k = 1;
-    return k > n ? n : k;
+    return k < 0 ? 0 : k > n ? n : k;
 }
 
 /* ---- per-head reductions over the head's parameter slices ------------------ */
@@ -300,7 +304,7 @@ void cast_conflict_map_score(cast_conflict_map *map) {
     }
     qsort(order, (size_t)n, sizeof *order, by_score_desc);
     for (int r = 0; r < n; r++) map->stat[order[r].i].rank = r;
-    int k = cast_top_count(0.05, n);
+    int k = cast_top5_count(n);
     double top = 0;
     for (int r = 0; r < k; r++) top += order[r].v;
     map->concentration = total > 0 ? top / total : 0.0;

@@ -74,8 +74,10 @@ int cast_diagnose(const cast_model *m, const cast_seqs *safety, const cast_seqs 
 /* From raw oc/fs/cos per head: normalisation, combination, ranks and
  * concentration (exposed so it can be checked on hand-made inputs). */
 void cast_conflict_map_score(cast_conflict_map *map);
-/* k = round(ratio · n) heads, at least 1 for a positive ratio. */
+/* k = round(ratio · n) heads (DESIGN §3 budgets). */
 int cast_top_count(double ratio, int n);
+/* Heads in the "top 5 %" of the concentration measure: round(0.05 · n), at least 1. */
+int cast_top5_count(int n);
 
 void cast_conflict_map_free(cast_conflict_map *map);
 /* conflict_map.json / .csv text */

@@ -56,8 +56,8 @@ int cast_select_heads(const cast_conflict_map *map, int layers, int heads, cast_
     }
     if (!map) return cast_fail(err, "strategy %s needs a conflict map", cast_strategy_name(s));
     if (map->layers != layers || map->heads != heads)
-        return cast_fail(err, "%s: the conflict map is of a model with %d layers x %d heads, this model has %d x %d", map->model_path,
-                         map->layers, map->heads, layers, heads);
+        return cast_fail(err, "the conflict map is of a model with %d layers x %d heads (%s), this model has %d x %d", map->layers,
+                         map->heads, map->model_path, layers, heads);
     keyed *order = cast_xmalloc(sizeof *order * (size_t)n);
     for (int i = 0; i < n; i++) {
         const cast_head_stat *h = &map->stat[i];

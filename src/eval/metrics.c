@@ -175,6 +175,13 @@ static int fail_line(cast_err *err, const cast_eval_set *s, int example, const c
     return cast_fail(err, "%s:%d: %s", s->path, s->ds.ex[example].line, msg);
 }
 
+/* "PATH:LINE: " before a message from a lower layer. */
+static int prefix_line(cast_err *err, const cast_eval_set *s, int example) {
+    char where[600];
+    snprintf(where, sizeof where, "%s:%d", s->path, s->ds.ex[example].line);
+    return cast_fail_prefix(err, where);
+}
+
 static int has_answers(const cast_dataset *d) {
     if (d->kind == CAST_DATA_EXACT_ANSWER) return 1;
     if (d->kind != CAST_DATA_PROMPT_RESPONSE || d->n == 0) return 0;
@@ -198,6 +205,9 @@ static int filter_labels(cast_eval_set *s, cast_err *err) {
     return 0;
 }
 
+/* A solved example's reply: its worked response, else its bare answer. */
+static const char *shot_answer(const cast_example *e) { return e->response ? e->response : e->answer; }
+
 /* Prompt of example i for an exact-answer set, after the few-shot examples. */
 static int encode_fewshot(cast_eval_set *s, const cast_tokenizer *tok, const cast_chat_template *tpl, int i, cast_err *err) {
     const cast_dataset *d = &s->ds;
@@ -207,7 +217,7 @@ static int encode_fewshot(cast_eval_set *s, const cast_tokenizer *tok, const cas
         int k = 0;
         for (int j = 0; j < s->shots; j++) {
             conv[k++] = (cast_message){"user", d->ex[j].prompt};
-            conv[k++] = (cast_message){"assistant", d->ex[j].response};
+            conv[k++] = (cast_message){"assistant", shot_answer(&d->ex[j])};
         }
         conv[k++] = (cast_message){"user", d->ex[i].prompt};
         rc = cast_chat_encode(tpl, tok, conv, k, 1, &ids, &labels, &n, err);
@@ -215,16 +225,12 @@ static int encode_fewshot(cast_eval_set *s, const cast_tokenizer *tok, const cas
     } else {
         /* plain text: each solved example, a blank line, then the question */
         cast_buf t = {0};
-        for (int j = 0; j < s->shots; j++) cast_buf_printf(&t, "%s\n%s\n\n", d->ex[j].prompt, d->ex[j].response);
+        for (int j = 0; j < s->shots; j++) cast_buf_printf(&t, "%s\n%s\n\n", d->ex[j].prompt, shot_answer(&d->ex[j]));
         cast_buf_puts(&t, d->ex[i].prompt);
         rc = cast_tokenizer_encode(tok, t.data, t.len, 1, &ids, &n, err);
         cast_buf_free(&t);
     }
-    if (rc) {
-        char where[600];
-        snprintf(where, sizeof where, "%s:%d", s->path, d->ex[i].line);
-        return cast_fail_prefix(err, where);
-    }
+    if (rc) return prefix_line(err, s, i);
     cast_seqs_push(&s->seqs, ids, NULL, n);
     for (int64_t t = s->seqs.off[s->seqs.n - 1]; t < s->seqs.off[s->seqs.n]; t++) s->seqs.labels[t] = CAST_IGNORE_LABEL;
     free(ids);
@@ -243,11 +249,8 @@ static int encode_choices(cast_eval_set *s, const cast_tokenizer *tok, const cas
         const cast_example *e = &d->ex[i];
         for (int c = 0; c < e->n_choices; c++) {
             int *ids, *labels, n;
-            if (cast_encode_prompt_response(tok, tpl, e->prompt, e->choices[c], &ids, &labels, &n, err)) {
-                char where[600];
-                snprintf(where, sizeof where, "%s:%d", s->path, e->line);
-                return cast_fail_prefix(err, where);
-            }
+            if (cast_encode_prompt_response(tok, tpl, e->prompt, e->choices[c], &ids, &labels, &n, err))
+                return prefix_line(err, s, i);
             int scored = 0;
             for (int t = 0; t < n; t++) {
                 if (labels[t] != CAST_IGNORE_LABEL &&
@@ -305,6 +308,11 @@ int cast_eval_set_open(cast_eval_set *s, const char *path, cast_eval_role role, 
             goto fail;
         }
         s->shots = o->fewshot;
+        for (int i = 0; i < d->n; i++)
+            if (!d->ex[i].answer || !d->ex[i].prompt) {
+                fail_line(err, s, i, "an exact-answer item without %s", d->ex[i].prompt ? "an answer" : "a prompt");
+                goto fail;
+            }
     }
     if (o->limit > 0) cast_dataset_take(d, 0, s->shots + o->limit);
     s->n = d->n - s->shots;
@@ -394,6 +402,13 @@ static int on_token(void *ctx, int prompt, int token) {
     return 0;
 }
 
+/* A conversation's request: its last user message. */
+static const char *last_user(const cast_example *e) {
+    for (int k = e->n_messages - 1; k >= 0; k--)
+        if (!strcmp(e->messages[k].role, "user")) return e->messages[k].content;
+    return "";
+}
+
 static int run_generation(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
                           cast_err *err) {
     s->items = cast_xcalloc((size_t)(s->n ? s->n : 1), sizeof(cast_eval_item));
@@ -421,11 +436,10 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
             const cast_example *e = &s->ds.ex[s->seq_example[i + b]];
             cast_eval_item *it = &s->items[i + b];
             it->line = e->line;
-            it->prompt = cast_xstrdup(e->prompt ? e->prompt : "");
+            it->prompt = cast_xstrdup(e->prompt ? e->prompt : last_user(e));
             it->n_tokens = cast_seqs_len(&out, b);
             if (cast_tokenizer_decode(tok, out.ids + out.off[b], it->n_tokens, 1, &it->reply, err)) {
-                fail_line(err, s, s->seq_example[i + b], "decoding the reply: %s", err->msg);
-                rc = -1;
+                rc = prefix_line(err, s, s->seq_example[i + b]);
                 break;
             }
             if (s->metric == CAST_METRIC_REFUSAL) {
@@ -514,4 +528,194 @@ int cast_eval_set_run(cast_eval_set *s, const cast_model *m, const cast_tokenize
     }
     if (rc == 0) s->done = 1;
     return rc;
+}
+
+/* ------------------------------------------------------------------ eval.json */
+
+int cast_eval_set_metrics(const cast_eval_set *s, const char **names, double *values) {
+    int n = 0;
+#define PUT(name, v) (names[n] = (name), values[n] = (v), n++)
+    switch (s->metric) {
+    case CAST_METRIC_REFUSAL:
+        PUT("refusal_rate", s->refusal_rate);
+        if (s->role == CAST_EVAL_HARMFUL) PUT("asr", s->asr);
+        break;
+    case CAST_METRIC_NLL:
+        PUT("loss", s->loss);
+        PUT("perplexity", s->perplexity);
+        break;
+    case CAST_METRIC_CHOICE:
+        PUT("acc", s->acc);
+        PUT("acc_norm", s->acc_norm);
+        break;
+    case CAST_METRIC_EXACT: PUT("exact_match", s->exact_match); break;
+    }
+#undef PUT
+    return n;
+}
+
+int cast_eval_check_base(const cast_json *base, const char *path, cast_err *err) {
+    if (!cast_json_is_object(base) || !cast_json_string(cast_json_get(base, "model")))
+        return cast_fail(err, "%s: not an eval.json (no \"model\")", path);
+    const cast_json *u = cast_json_get(base, "utility");
+    if (u && !cast_json_is_array(u)) return cast_fail(err, "%s: \"utility\" must be an array", path);
+    for (int i = 0; u && i < cast_json_array_size(u); i++)
+        if (!cast_json_is_object(cast_json_array_item(u, i)))
+            return cast_fail(err, "%s: \"utility\" item %d is not an object", path, i);
+    static const char *const sections[] = {"harmful", "benign"};
+    for (int i = 0; i < 2; i++) {
+        const cast_json *o = cast_json_get(base, sections[i]);
+        if (o && !cast_json_is_object(o)) return cast_fail(err, "%s: \"%s\" must be an object", path, sections[i]);
+    }
+    return 0;
+}
+
+static const cast_json *base_entry(const cast_json *base, const cast_eval_set *s, int index) {
+    if (!base) return NULL;
+    if (s->role != CAST_EVAL_UTILITY) return cast_json_get(base, cast_eval_role_name(s->role));
+    const cast_json *u = cast_json_get(base, "utility");
+    int n = cast_json_array_size(u);
+    for (int i = 0; i < n; i++) {
+        const char *p = cast_json_string(cast_json_get(cast_json_array_item(u, i), "path"));
+        if (p && !strcmp(p, s->path)) return cast_json_array_item(u, i);
+    }
+    if (index < n) {
+        const cast_json *e = cast_json_array_item(u, index);
+        const char *m = cast_json_string(cast_json_get(e, "metric"));
+        if (m && !strcmp(m, cast_metric_name(s->metric))) return e;
+    }
+    return NULL;
+}
+
+int cast_eval_base_value(const cast_json *base, const cast_eval_set *s, int index, const char *metric, double *out) {
+    const cast_json *v = cast_json_get(base_entry(base, s, index), metric);
+    if (!cast_json_is_number(v)) return -1;
+    *out = cast_json_number(v);
+    return 0;
+}
+
+static void json_str(cast_buf *b, const char *s) {
+    if (s) cast_buf_json_string(b, s, strlen(s));
+    else cast_buf_puts(b, "null");
+}
+
+static void set_json(cast_buf *b, const cast_eval_set *s, int index, const cast_json *base, int with_items,
+                     const char *indent) {
+    cast_buf_printf(b, "{\"path\": ");
+    json_str(b, s->path);
+    cast_buf_puts(b, ", \"format\": ");
+    json_str(b, s->format);
+    cast_buf_printf(b, ", \"kind\": \"%s\", \"metric\": \"%s\", \"n\": %d", cast_data_kind_name(s->kind),
+                    cast_metric_name(s->metric), s->n);
+    switch (s->metric) {
+    case CAST_METRIC_REFUSAL: cast_buf_printf(b, ", \"refused\": %d", s->count); break;
+    case CAST_METRIC_NLL: cast_buf_printf(b, ", \"tokens\": %lld", (long long)s->tokens); break;
+    case CAST_METRIC_CHOICE:
+        cast_buf_printf(b, ", \"choices\": %d, \"correct\": %d, \"correct_norm\": %d", s->seqs.n, s->count, s->count_norm);
+        break;
+    case CAST_METRIC_EXACT: cast_buf_printf(b, ", \"correct\": %d, \"fewshot\": %d", s->count, s->shots); break;
+    }
+    if (s->metric == CAST_METRIC_REFUSAL || s->metric == CAST_METRIC_EXACT) cast_buf_printf(b, ", \"max_new\": %d", s->max_new);
+    const char *names[4];
+    double vals[4];
+    int nm = cast_eval_set_metrics(s, names, vals);
+    for (int k = 0; k < nm; k++) {
+        cast_buf_printf(b, ", \"%s\": ", names[k]);
+        cast_buf_json_number(b, vals[k]);
+    }
+    if (base_entry(base, s, index)) {
+        cast_buf_puts(b, ", \"delta\": {");
+        int first = 1;
+        for (int k = 0; k < nm; k++) {
+            double bv;
+            if (cast_eval_base_value(base, s, index, names[k], &bv)) continue;
+            cast_buf_printf(b, "%s\"%s\": ", first ? "" : ", ", names[k]);
+            cast_buf_json_number(b, vals[k] - bv);
+            first = 0;
+        }
+        cast_buf_puts(b, "}");
+    }
+    if (with_items && s->items) {
+        cast_buf_puts(b, ", \"generations\": [");
+        for (int i = 0; i < s->n; i++) {
+            const cast_eval_item *it = &s->items[i];
+            cast_buf_printf(b, "%s\n%s  {\"line\": %d, \"prompt\": ", i ? "," : "", indent, it->line);
+            json_str(b, it->prompt);
+            cast_buf_puts(b, ", \"reply\": ");
+            json_str(b, it->reply);
+            cast_buf_printf(b, ", \"tokens\": %d", it->n_tokens);
+            if (s->metric == CAST_METRIC_REFUSAL) {
+                cast_buf_printf(b, ", \"refused\": %s, \"matched\": ", it->verdict ? "true" : "false");
+                json_str(b, it->why);
+            } else {
+                cast_buf_puts(b, ", \"answer\": ");
+                json_str(b, it->answer);
+                cast_buf_puts(b, ", \"extracted\": ");
+                json_str(b, it->extracted);
+                cast_buf_printf(b, ", \"correct\": %s", it->verdict ? "true" : "false");
+            }
+            cast_buf_puts(b, "}");
+        }
+        cast_buf_printf(b, "\n%s]", indent);
+    }
+    if (with_items && s->metric == CAST_METRIC_CHOICE && s->choice_ll) {
+        cast_buf_puts(b, ", \"items\": [");
+        for (int q = 0, k = 0; q < s->seqs.n; k++) {
+            const cast_example *e = &s->ds.ex[s->seq_example[q]];
+            int *bytes = cast_xmalloc(sizeof(int) * (size_t)e->n_choices), best, best_norm;
+            for (int c = 0; c < e->n_choices; c++) bytes[c] = (int)strlen(e->choices[c]);
+            cast_choice_pick(s->choice_ll + q, bytes, e->n_choices, &best, &best_norm);
+            cast_buf_printf(b, "%s\n%s  {\"line\": %d, \"prompt\": ", k ? "," : "", indent, e->line);
+            json_str(b, e->prompt);
+            cast_buf_puts(b, ", \"loglik\": [");
+            for (int c = 0; c < e->n_choices; c++) {
+                if (c) cast_buf_puts(b, ", ");
+                cast_buf_json_number(b, s->choice_ll[q + c]);
+            }
+            cast_buf_puts(b, "], \"bytes\": [");
+            for (int c = 0; c < e->n_choices; c++) cast_buf_printf(b, "%s%d", c ? ", " : "", bytes[c]);
+            cast_buf_printf(b, "], \"correct\": %d, \"pick\": %d, \"pick_norm\": %d}", e->correct, best, best_norm);
+            free(bytes);
+            q += e->n_choices;
+        }
+        cast_buf_printf(b, "\n%s]", indent);
+    }
+    cast_buf_puts(b, "}");
+}
+
+void cast_eval_json(const cast_eval_report *r, const cast_json *base, const char *base_path, int with_items,
+                    cast_buf *out) {
+    cast_buf_puts(out, "{\"model\": ");
+    json_str(out, r->model);
+    const cast_eval_set *safety[2] = {r->harmful, r->benign};
+    for (int k = 0; k < 2; k++) {
+        if (!safety[k]) continue;
+        cast_buf_printf(out, ",\n \"%s\": ", cast_eval_role_name(safety[k]->role));
+        set_json(out, safety[k], 0, base, with_items, "  ");
+    }
+    cast_buf_puts(out, ",\n \"utility\": [");
+    for (int i = 0; i < r->n_utility; i++) {
+        cast_buf_puts(out, i ? ",\n  " : "\n  ");
+        set_json(out, &r->utility[i], i, base, with_items, "   ");
+    }
+    cast_buf_puts(out, r->n_utility ? "\n ]" : "]");
+    const cast_eval_opts *o = r->opts;
+    cast_buf_printf(out, ",\n \"settings\": {\"decoding\": \"greedy\", \"max_new\": %d, \"max_new_exact\": %d, \"batch\": %d, "
+                         "\"fewshot\": %d, \"limit\": %d, \"refusals\": ",
+                    o->max_new, o->max_new_exact, o->batch, o->fewshot, o->limit);
+    json_str(out, o->judge ? o->judge->source : NULL);
+    cast_buf_printf(out, ", \"refusal_phrases\": %d, \"min_words\": %d, \"template\": ", o->judge ? o->judge->n : 0,
+                    o->judge ? o->judge->min_words : 0);
+    json_str(out, r->template_name);
+    cast_buf_puts(out, ", \"stop_ids\": [");
+    for (int i = 0; i < r->n_stop; i++) cast_buf_printf(out, "%s%d", i ? ", " : "", r->stop_ids[i]);
+    cast_buf_printf(out, "], \"threads\": %d}", r->threads);
+    if (base) {
+        cast_buf_puts(out, ",\n \"compare\": {\"base\": ");
+        json_str(out, base_path);
+        cast_buf_puts(out, ", \"model\": ");
+        json_str(out, cast_json_string(cast_json_get(base, "model")));
+        cast_buf_puts(out, "}");
+    }
+    cast_buf_puts(out, "}\n");
 }

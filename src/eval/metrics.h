@@ -133,6 +133,9 @@ typedef struct cast_eval_report {
     int threads;
 } cast_eval_report;
 
+/* The headline metrics of a finished set, in report order (at most 4):
+ * refusal_rate [, asr for harmful] | loss, perplexity | acc, acc_norm | exact_match. */
+int cast_eval_set_metrics(const cast_eval_set *s, const char **names, double *values);
 /* Checks that a parsed file looks like an eval.json (for --compare). */
 int cast_eval_check_base(const cast_json *base, const char *path, cast_err *err);
 /* The base's value of a metric ("refusal_rate", "loss", ...) for a set:
@@ -143,7 +146,9 @@ int cast_eval_base_value(const cast_json *base, const cast_eval_set *s, int inde
 /* The eval.json object: {"model", "harmful", "benign", "utility": [...],
  * "settings"}, with base: "compare" and a "delta" object (this - base) in
  * every set the base also has; with_items: each generation set's
- * "generations". Ends with a newline. */
+ * "generations" (prompt, reply, verdict) and each multiple-choice set's
+ * "items" (log-likelihood and length of every choice, picks). docs/eval.md
+ * shows the schema. Ends with a newline. */
 void cast_eval_json(const cast_eval_report *r, const cast_json *base, const char *base_path, int with_items,
                     cast_buf *out);
 

@@ -177,7 +177,7 @@ static int parse_dialogue(const char *s, cast_message **out, int *n) {
 
 typedef enum {
     J_TOKENS, J_MESSAGES, J_DIALOGUE, J_MC1, J_MC_CHOICES, J_GSM, J_QA, J_Q_EVAL, J_PR, J_PROMPT_EVAL, J_ALPACA,
-    J_INSTR_EVAL, J_GOAL, J_TEXT
+    J_INSTR_EVAL, J_GOAL, J_TEXT, J_PROMPT_ANSWER
 } jschema;
 
 static const struct {
@@ -198,6 +198,7 @@ static const struct {
     [J_INSTR_EVAL] = {CAST_DATA_EVAL_PROMPTS, {"JSONL prompts (instruction)", "JSON prompts (instruction)"}},
     [J_GOAL] = {CAST_DATA_EVAL_PROMPTS, {"JSONL prompts (goal, target)", "JSON prompts (goal, target)"}},
     [J_TEXT] = {CAST_DATA_TEXT, {"JSONL text", "JSON text"}},
+    [J_PROMPT_ANSWER] = {CAST_DATA_EXACT_ANSWER, {"JSONL prompt/answer (exact answers)", "JSON prompt/answer (exact answers)"}},
 };
 
 static const char *const RESPONSE_KEYS[] = {"response", "completion", NULL};
@@ -221,6 +222,7 @@ static int detect_schema(const cast_json *o, jschema *s) {
     else if (cast_json_get(o, "chosen")) *s = J_DIALOGUE;
     else if (cast_json_get(o, "question") && cast_json_get(o, "mc1_targets")) *s = J_MC1;
     else if (cast_json_get(o, "question") && cast_json_get(o, "choices")) *s = J_MC_CHOICES;
+    else if (cast_json_get(o, "prompt") && cast_json_get(o, "answer")) *s = J_PROMPT_ANSWER;
     else if (cast_json_get(o, "prompt")) *s = first_key(o, RESPONSE_KEYS, NULL) ? J_PR : J_PROMPT_EVAL;
     else if (cast_json_get(o, "instruction")) *s = first_key(o, OUTPUT_KEYS, NULL) ? J_ALPACA : J_INSTR_EVAL;
     else if (cast_json_get(o, "question")) {
@@ -406,6 +408,12 @@ static int read_record(const rec *r, jschema s, const cast_json *o, cast_example
         if (get_str(r, o, "prompt", 1, &e->prompt) || nonempty(r, "prompt", e->prompt)) return -1;
         if (!(v = first_key(o, RESPONSE_KEYS, &which))) return fail_at(r->err, r->path, r->line, "missing \"response\"");
         return get_str(r, o, which, 1, &e->response);
+    case J_PROMPT_ANSWER:
+        /* exact-answer items: the answer to compare with; a worked response is optional */
+        if (get_str(r, o, "prompt", 1, &e->prompt) || nonempty(r, "prompt", e->prompt) || get_meta(r, o, "answer", &e->answer))
+            return -1;
+        if (!e->answer || !*e->answer) return fail_at(r->err, r->path, r->line, "\"answer\" must be a non-empty string or number");
+        return (v = first_key(o, RESPONSE_KEYS, &which)) ? get_str(r, o, which, 1, &e->response) : 0;
     case J_PROMPT_EVAL:
         return get_str(r, o, "prompt", 1, &e->prompt) || nonempty(r, "prompt", e->prompt) ||
                        no_response(r, o, RESPONSE_KEYS)
@@ -940,8 +948,13 @@ int cast_dataset_encode_prompts(const cast_dataset *d, const cast_tokenizer *tok
             cast_message m = {"user", e->prompt};
             rc = cast_chat_encode(tpl, tok, &m, 1, 1, &ids, &labels, &n, err);
         } else {
+            /* as training saw it: the prompt, then the newline before the response */
             int cap = 0;
-            rc = append_ids(tok, e->prompt, 1, 0, &ids, &labels, &n, &cap, err);
+            cast_buf p = {0};
+            cast_buf_puts(&p, e->prompt);
+            if (!is_ws_end(e->prompt, 0)) cast_buf_putc(&p, '\n');
+            rc = append_ids(tok, p.data, 1, 0, &ids, &labels, &n, &cap, err);
+            cast_buf_free(&p);
         }
         if (rc) prefix_line(err, d, e);
     next:

@@ -82,7 +82,8 @@ int cast_dataset_encode(const cast_dataset *d, const cast_tokenizer *tok, const 
 
 /* Prompts for generation, one per example (labels all -100): the prompt as a
  * user turn through tpl with the generation prompt, or with tpl NULL the
- * prompt with the post-processor; a conversation up to its last assistant
+ * prompt with the post-processor and the newline training puts before the
+ * response; a conversation up to its last assistant
  * turn. Not for tokens or text datasets. */
 int cast_dataset_encode_prompts(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl,
                                 int max_examples, cast_seqs *out, cast_err *err);

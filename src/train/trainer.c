@@ -284,27 +284,32 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
         cast_mask_apply(k, m, &gs);
         double norm = cast_grads_norm(&gs, m, k);
         if (!isfinite(loss) || !isfinite(norm) || (use_utility && !isfinite(loss_u))) {
+            const char *what = isfinite(loss) && (!use_utility || isfinite(loss_u)) ? "the gradient" : "the loss";
             if (last_good >= 0)
-                cast_fail(err, "step %lld: the loss is not finite (%g); the last good checkpoint is %s (step %lld)", (long long)step + 1,
-                          loss, o->checkpoint_dir, (long long)last_good);
+                cast_fail(err, "step %lld: %s is not finite; the last good checkpoint is %s (step %lld)", (long long)step + 1, what,
+                          o->checkpoint_dir, (long long)last_good);
             else
-                cast_fail(err, "step %lld: the loss is not finite (%g); no checkpoint was written before it", (long long)step + 1, loss);
+                cast_fail(err, "step %lld: %s is not finite; no checkpoint was written before it", (long long)step + 1, what);
             goto done;
         }
         if (o->clip > 0 && norm > o->clip) cast_grads_scale(&gs, o->clip / norm);
         double lr = cast_train_lr(o, step + 1, total);
         cast_adamw_step(&opt, m, k, &gs, &o->adam, lr);
         tokens_done += ntok + ntok_u;
-        if (o->checkpoint_dir && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total) {
-            if (write_checkpoint(o->checkpoint_dir, m, k, &opt, step + 1, err)) goto done;
-            last_good = step + 1;
-        }
+        /* the step's log line goes out before its checkpoint: a run killed in between
+         * resumes from the previous checkpoint and writes the line again */
+        int stop = 0;
         if (o->on_step) {
             double el = cast_now_s() - t0;
             cast_step_log log = {step + 1, total, (int)(step / ((train->n + o->batch - 1) / o->batch)), loss, loss_u, lr, norm, projected,
                                  el > 0 ? tokens_done / el : 0, el};
-            if (o->on_step(o->ctx, &log)) break;
+            stop = o->on_step(o->ctx, &log);
         }
+        if (o->checkpoint_dir && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total) {
+            if (write_checkpoint(o->checkpoint_dir, m, k, &opt, step + 1, err)) goto done;
+            last_good = step + 1;
+        }
+        if (stop) break;
     }
     rc = 0;
 done:

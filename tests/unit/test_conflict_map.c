@@ -71,10 +71,11 @@ int main(void) {
         CHECK(m.stat[0].score == 0 && m.stat[1].score == 0 && m.concentration == 0);
         cast_conflict_map_free(&m);
     }
-    /* budgets: k = round(ratio * n), at least one */
+    /* budgets: k = round(ratio * n); the top 5 % of the concentration holds at least one head */
     CHECK(cast_top_count(0.05, 270) == 14);
     CHECK(cast_top_count(0.05, 30) == 2);
-    CHECK(cast_top_count(0.05, 4) == 1);
+    CHECK(cast_top_count(0.05, 4) == 0);
+    CHECK(cast_top5_count(4) == 1 && cast_top5_count(270) == 14);
     CHECK(cast_top_count(0.0, 100) == 0);
     CHECK(cast_top_count(0.2, 16) == 3);
     /* concentration over 40 heads: the top 2 */

@@ -471,9 +471,9 @@ static void test_encode(void) {
         for (int64_t k = np; k < s.off[1]; k++) CHECK(s.labels[k] == s.ids[k]);
         free(pids);
         cast_seqs_free(&s);
-        /* and as prompts: encode(prompt) with BOS */
+        /* and as prompts: the same prefix as in training, encode(prompt + newline) with BOS */
         CHECK(cast_dataset_encode_prompts(&d, mistral, NULL, 1, &s, &err) == 0 && s.n == 1);
-        CHECK(cast_tokenizer_encode(mistral, "What is 2+2?", 12, 1, &pids, &np, &err) == 0);
+        CHECK(cast_tokenizer_encode(mistral, "What is 2+2?\n", 13, 1, &pids, &np, &err) == 0);
         CHECK(cast_seqs_len(&s, 0) == np && memcmp(pids, s.ids, sizeof(int) * (size_t)np) == 0);
         free(pids);
         cast_seqs_free(&s);
