@@ -1,23 +1,28 @@
 # Thin wrapper over CMake for the README's commands.
-#   make deps   install the Debian packages (as root)
+#   make deps-demo  the Debian packages the binary needs (as root)
+#   make deps   those and what the tests need: clang, PyTorch (as root)
 #   make        release build in build/
 #   make test   release + sanitizer builds, every test in both, short fuzz runs
 #   make demo   build and run the main job
 #   make bench  engine throughput beside PyTorch
 
 JOBS ?= 2
-DEBS = build-essential cmake pkg-config clang libomp-dev libopenblas-openmp-dev libcjson-dev \
-       zlib1g-dev libpcre2-dev libutf8proc-dev python3 python3-torch python3-numpy
+DEBS_RUN = build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev zlib1g-dev libpcre2-dev libutf8proc-dev
+DEBS = $(DEBS_RUN) clang libomp-dev libclang-rt-dev python3 python3-torch python3-numpy
 FUZZ_SECONDS ?= 30
 SHARED ?= $(abspath ../shared/data)
 
-.PHONY: all build deps test test-release test-asan fuzz demo bench clean
+.PHONY: all build deps deps-demo test test-release test-asan fuzz demo bench clean
 
 all: build
 
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS)
+
+deps-demo:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS_RUN)
 
 build:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCAST_SHARED_DATA=$(SHARED) >/dev/null
@@ -49,7 +54,7 @@ fuzz:
 test: fuzz test-asan test-release
 
 demo: build
-	bash scripts/demo.sh
+	build/cast demo --out out/demo
 
 bench: build
 	CAST=build/cast bash bench/compare.sh

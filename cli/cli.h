@@ -94,6 +94,7 @@ int cmd_diagnose(int argc, char **argv);
 int cmd_organism(int argc, char **argv); /* cli/cmd_organism.c: organism data | ... */
 int cmd_eval(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_apply_delta(int argc, char **argv);
 
 #endif

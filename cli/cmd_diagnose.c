@@ -9,81 +9,12 @@
 #include "base/timer.h"
 #include "cast/diagnose.h"
 #include "cli.h"
-#include "report/svg.h"
+#include "report/conflict.h"
 
 static void on_progress(void *ctx, int64_t done, int64_t total, const char *stage) {
     cli_progress *bar = ctx;
     bar->total = total;
     cli_progress_update(bar, done, stage);
-}
-
-/* The three heatmaps of the map: score, cos and FS, top 5 % outlined. */
-void cli_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
-    int n = map->layers * map->heads;
-    double *score = cast_xmalloc(sizeof(double) * (size_t)n), *cos = cast_xmalloc(sizeof(double) * (size_t)n),
-           *fs = cast_xmalloc(sizeof(double) * (size_t)n);
-    int *top = cast_xcalloc((size_t)n, sizeof(int));
-    int k = cast_top5_count(n);
-    double fs_lo = INFINITY, fs_hi = -INFINITY, s_hi = 0, cos_hi = 0;
-    for (int i = 0; i < n; i++) {
-        score[i] = map->stat[i].score;
-        cos[i] = map->stat[i].cos_defined ? map->stat[i].cos : NAN;
-        fs[i] = map->stat[i].fs;
-        top[i] = map->stat[i].rank < k && map->stat[i].score > 0;
-        fs_lo = fmin(fs_lo, fs[i]);
-        fs_hi = fmax(fs_hi, fs[i]);
-        s_hi = fmax(s_hi, score[i]);
-        if (map->stat[i].cos_defined) cos_hi = fmax(cos_hi, fabs(map->stat[i].cos));
-    }
-    char fs_title[64], caption[512];
-    snprintf(fs_title, sizeof fs_title, "functional sensitivity (%s)", cast_fs_name(map->fs));
-    snprintf(caption, sizeof caption,
-             "%s: outlined = top 5%% (%d heads) by score; top 5%% hold %.0f%% of the total score. oc=%s, combine=%s, kv_in_score=%d.",
-             map->model_path, k, 100 * map->concentration, cast_oc_name(map->oc), cast_combine_name(map->combine),
-             map->kv_in_score);
-    cast_heatmap maps[3] = {
-        {"conflict score", score, map->layers, map->heads, 0, s_hi > 0 ? s_hi : 1, 0, top, "layer", "head", "score"},
-        {"", cos, map->layers, map->heads, -cos_hi, cos_hi, 1, top, "layer", "head", ""},
-        {fs_title, fs, map->layers, map->heads, fs_lo < 0 ? fs_lo : 0, fs_hi > fs_lo ? fs_hi : fs_lo + 1, 0, top, "layer", "head",
-         "FS"},
-    };
-    /* red means conflict: flip the diverging scale so negative cos is red */
-    for (int i = 0; i < n; i++) cos[i] = -cos[i];
-    if (cos_hi == 0) maps[1].vmin = -1, maps[1].vmax = 1;
-    maps[1].title = "gradient conflict: -cos(g_s, g_u)";
-    maps[1].value_label = "-cos";
-    cast_svg_heatmaps(out, maps, 3, caption);
-    free(score);
-    free(cos);
-    free(fs);
-    free(top);
-}
-
-/* All three files, or none: each goes to a temporary name, and the renames
- * come only after every write succeeded. */
-static int write_outputs(const char *dir, const cast_conflict_map *map, cast_err *err) {
-    if (cast_mkdirs(dir, err)) return -1;
-    cast_buf text[3] = {{0}};
-    cast_conflict_map_json(map, &text[0]);
-    cast_conflict_map_csv(map, &text[1]);
-    cli_conflict_map_svg(map, &text[2]);
-    static const char *const names[3] = {"conflict_map.json", "conflict_map.csv", "conflict_map.svg"};
-    cast_atomic files[3];
-    int opened = 0, rc = 0;
-    for (; opened < 3 && rc == 0; opened++) {
-        char *path = cast_path_join(dir, names[opened]);
-        rc = cast_atomic_open(&files[opened], path, err);
-        free(path);
-        if (rc) break;
-        if (fwrite(text[opened].data, 1, text[opened].len, files[opened].fp) != text[opened].len)
-            rc = cast_fail(err, "%s/%s: write failed", dir, names[opened]);
-    }
-    for (int i = 0; i < opened; i++) {
-        if (rc) cast_atomic_abort(&files[i]);
-        else if (cast_atomic_commit(&files[i], err)) rc = -1;
-    }
-    for (int i = 0; i < 3; i++) cast_buf_free(&text[i]);
-    return rc;
 }
 
 int cmd_diagnose(int argc, char **argv) {
@@ -147,7 +78,7 @@ int cmd_diagnose(int argc, char **argv) {
         goto done;
     }
     cli_progress_end(&bar);
-    if (out && write_outputs(out, &map, &err)) {
+    if (out && cast_conflict_map_write(&map, out, &err)) {
         cli_fail(&err);
         cast_conflict_map_free(&map);
         goto done;

@@ -9,6 +9,12 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/timer.h"
+#include "cast.h"
+#include "model/model.h"
+#include "organism/recipe.h"
+#include "text/chat.h"
+#include "text/dataset.h"
+#include "train/trainer.h"
 #include "cli.h"
 #include "organism/tokenizer_gen.h"
 #include "organism/world.h"
@@ -85,6 +91,174 @@ done:
     return rc;
 }
 
+
+typedef struct train_log {
+    cli_progress bar;
+    FILE *log;
+    cast_model *m;
+    const char *out, *tok_dir;
+    int snapshot_every;
+    double last_print;
+} train_log;
+
+/* A model folder that cast (and Hugging Face) can load: weights, config, tokenizer. */
+static int save_organism(const cast_model *m, const char *out, const char *tok_dir, cast_err *err) {
+    if (cast_model_save(m, out, CAST_F32, err)) return -1;
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *src = cast_path_join(tok_dir, files[i]), *dst = cast_path_join(out, files[i]);
+        int bad = cast_copy_file(src, dst, err);
+        free(src);
+        free(dst);
+        if (bad) return -1;
+    }
+    return 0;
+}
+
+static int train_step(void *ctx, const cast_step_log *s) {
+    train_log *t = ctx;
+    char extra[64];
+    snprintf(extra, sizeof extra, "loss %.4f", s->loss);
+    cli_progress_update(&t->bar, s->step, extra);
+    fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens_per_s\": %.0f, \"elapsed_s\": %.1f}\n",
+            (long long)s->step, s->loss, s->lr, s->grad_norm, s->tokens_per_s, s->elapsed_s);
+    fflush(t->log);
+    if (!t->bar.enabled && s->elapsed_s - t->last_print >= 30) {
+        t->last_print = s->elapsed_s;
+        fprintf(stderr, "step %lld/%lld  loss %.4f  %.0f tokens/s  %.0f s\n", (long long)s->step, (long long)s->total_steps, s->loss,
+                s->tokens_per_s, s->elapsed_s);
+    }
+    if (t->snapshot_every > 0 && s->step % t->snapshot_every == 0 && s->step < s->total_steps) {
+        cast_err err;
+        if (save_organism(t->m, t->out, t->tok_dir, &err)) fprintf(stderr, "cast: %s\n", err.msg);
+    }
+    return 0;
+}
+
+static int organism_train(int argc, char **argv) {
+    cast_organism_recipe r;
+    cast_organism_recipe_default(&r);
+    const char *data = NULL, *out = NULL;
+    int threads = 0, save_every = 0, resume = 0, snapshot_every = 0;
+    int64_t steps = r.steps, seed = (int64_t)r.seed;
+    const cli_opt opts[] = {
+        {"--data", CLI_STRING, &data, "DIR", "the world from `cast organism data` (pretrain.jsonl, tokenizer/)"},
+        {"--out", CLI_STRING, &out, "DIR", "the base model folder to write"},
+        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 12000)"},
+        {"--batch", CLI_INT, &r.batch, "N", "sequences per step (default 32)"},
+        {"--lr", CLI_DOUBLE, &r.lr, "LR", "peak learning rate, cosine decay (default 3e-3)"},
+        {"--warmup", CLI_INT, &r.warmup, "N", "warm-up steps (default 300)"},
+        {"--hidden", CLI_INT, &r.hidden, "N", "model width (default 128)"},
+        {"--layers", CLI_INT, &r.layers, "N", "(default 4)"},
+        {"--heads", CLI_INT, &r.heads, "N", "(default 8)"},
+        {"--kv-heads", CLI_INT, &r.kv_heads, "N", "(default 4)"},
+        {"--inter", CLI_INT, &r.inter, "N", "MLP width (default 384)"},
+        {"--seed", CLI_INT64, &seed, "S", "initialisation and data order (default 1)"},
+        {"--save-every", CLI_INT, &save_every, "N", "checkpoint every N steps (DIR/checkpoint) for --resume"},
+        {"--snapshot-every", CLI_INT, &snapshot_every, "N", "also write the model folder every N steps"},
+        {"--resume", CLI_FLAG, &resume, NULL, "continue from DIR/checkpoint"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {0}};
+    const cli_spec spec = {"organism train", "--data DIR --out DIR [options]",
+                           "Pretrains the organism's base model on the world's pretraining split (AdamW, cosine schedule, seeded).",
+                           opts, 0, 0};
+    const char *pos[1];
+    int np, rc = cli_parse(&spec, argc, argv, pos, &np);
+    if (rc) return rc == 2 ? 0 : 1;
+    if (!data || !out) return cli_failf("organism train: --data DIR and --out DIR are required");
+    if (steps <= 0 || r.batch <= 0 || !(r.lr > 0) || r.warmup < 0 || r.hidden <= 0 || r.layers <= 0 || r.heads <= 0 ||
+        r.kv_heads <= 0 || r.heads % r.kv_heads || r.hidden % r.heads || (r.hidden / r.heads) % 2 || r.inter <= 0)
+        return cli_failf("organism train: invalid recipe (steps, batch, lr > 0; heads divide hidden into an even head_dim; kv-heads divide heads)");
+    r.steps = steps;
+    r.seed = (uint64_t)seed;
+    cast_set_threads(threads);
+    cast_err err = {{0}};
+    char *tok_dir = cast_path_join(data, "tokenizer"), *pre = cast_path_join(data, "pretrain.jsonl");
+    char *log_path = cast_path_join(out, "pretrain_log.jsonl"), *ckpt = cast_path_join(out, "checkpoint");
+    cast_tokenizer *tok = NULL;
+    cast_chat_template *tpl = NULL;
+    cast_dataset ds = {0};
+    cast_seqs seqs = {0};
+    cast_model m = {0};
+    cast_mask mask = {0};
+    FILE *logf = NULL;
+    rc = 1;
+    if (cast_tokenizer_load(&tok, tok_dir, &err) || cast_chat_template_open(&tpl, tok, NULL, tok_dir, &err) ||
+        cast_dataset_load(&ds, pre, &err) || cast_dataset_encode(&ds, tok, tpl, r.max_len, 0, &seqs, &err) || cast_mkdirs(out, &err)) {
+        cli_fail(&err);
+        goto done;
+    }
+    cast_config cfg;
+    cast_organism_config(&r, tok, &cfg);
+    cast_model_init_random(&m, &cfg, r.seed, (float)r.init_std);
+    cast_mask_init(&mask, &m);
+    for (int i = 0; i < m.n_tensors; i++) mask.trainable[i] = 1;
+    logf = fopen(log_path, resume ? "a" : "w");
+    if (!logf) {
+        cli_failf("%s: cannot write", log_path);
+        goto done;
+    }
+    cast_train_opts o;
+    cast_train_opts_default(&o);
+    o.adam = (cast_adamw_opts){r.lr, 0.9, 0.95, 1e-8, r.weight_decay};
+    o.schedule = CAST_SCHEDULE_COSINE;
+    o.warmup = r.warmup;
+    o.clip = 1.0;
+    o.batch = r.batch;
+    o.micro_batch = r.batch;
+    o.steps = r.steps;
+    o.seed = r.seed;
+    o.anchor_weight = 0;
+    o.save_every = save_every;
+    o.checkpoint_dir = ckpt;
+    o.resume = resume;
+    train_log tl = {{0}, logf, &m, out, tok_dir, snapshot_every, 0};
+    cli_progress_start(&tl.bar, "pretrain", r.steps);
+    o.on_step = train_step;
+    o.ctx = &tl;
+    fprintf(stderr, "organism: %lld parameters, %d examples, %lld steps of %d\n", (long long)cast_model_param_count(&m), seqs.n,
+            (long long)r.steps, r.batch);
+    double t0 = cast_now_s();
+    int bad = cast_train(&m, &mask, &seqs, NULL, &o, &err);
+    cli_progress_end(&tl.bar);
+    if (bad || save_organism(&m, out, tok_dir, &err)) {
+        cli_fail(&err);
+        goto done;
+    }
+    cast_buf b = {0};
+    cast_buf_printf(&b,
+                    "{\"data\": \"%s\", \"seed\": %llu, \"hidden\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"inter\": %d,\n"
+                    " \"parameters\": %lld, \"steps\": %lld, \"batch\": %d, \"lr\": %g, \"warmup\": %d, \"weight_decay\": %g,\n"
+                    " \"schedule\": \"cosine\", \"betas\": [0.9, 0.95], \"clip\": 1, \"max_len\": %d, \"init_std\": %g,\n"
+                    " \"threads\": %d, \"wall_s\": %.1f, \"version\": \"%s\"}\n",
+                    data, (unsigned long long)r.seed, r.hidden, r.layers, r.heads, r.kv_heads, r.inter, (long long)cast_model_param_count(&m),
+                    (long long)r.steps, r.batch, r.lr, r.warmup, r.weight_decay, r.max_len, r.init_std, cast_get_threads(),
+                    cast_now_s() - t0, CAST_VERSION);
+    char *rp = cast_path_join(out, "recipe.json");
+    bad = cast_write_file_atomic(rp, b.data, b.len, &err);
+    free(rp);
+    cast_buf_free(&b);
+    if (bad) {
+        cli_fail(&err);
+        goto done;
+    }
+    printf("wrote %s (%.0f s)\n", out, cast_now_s() - t0);
+    rc = 0;
+done:
+    if (logf) fclose(logf);
+    cast_mask_free(&mask);
+    cast_model_free(&m);
+    cast_seqs_free(&seqs);
+    cast_dataset_free(&ds);
+    cast_chat_template_free(tpl);
+    cast_tokenizer_free(tok);
+    free(tok_dir);
+    free(pre);
+    free(log_path);
+    free(ckpt);
+    return rc;
+}
+
 typedef struct {
     const char *name;
     int (*run)(int, char **);
@@ -93,6 +267,7 @@ typedef struct {
 
 static const subcommand SUBCOMMANDS[] = {
     {"data", organism_data, "write the synthetic world (splits, world.json) and its tokenizer"},
+    {"train", organism_train, "pretrain the base model on the world (the shipped checkpoint's recipe)"},
 };
 #define N_SUB (int)(sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
 

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"tune", cmd_tune, "CAST stage B: safety fine-tuning that skips high-conflict heads, and baselines"},
     {"apply-delta", cmd_apply_delta, "a tuned model from its base and a sparse delta"},
     {"organism", cmd_organism, "the model organism: its synthetic world and tokenizer (cast organism data)"},
+    {"demo", cmd_demo, "the model organism end to end: diagnose, align with every strategy, evaluate, report"},
     {"bench", cmd_bench, "throughput of forward, forward+backward and decode"},
 };
 

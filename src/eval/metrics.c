@@ -361,7 +361,8 @@ fail:
     return -1;
 }
 
-void cast_eval_set_free(cast_eval_set *s) {
+/* The replies of a previous run (a set may be run on several models). */
+static void free_items(cast_eval_set *s) {
     if (s->items)
         for (int i = 0; i < s->n; i++) {
             cast_eval_item *it = &s->items[i];
@@ -372,6 +373,11 @@ void cast_eval_set_free(cast_eval_set *s) {
             free(it->extracted);
         }
     free(s->items);
+    s->items = NULL;
+}
+
+void cast_eval_set_free(cast_eval_set *s) {
+    free_items(s);
     free(s->choice_ll);
     free(s->seq_example);
     cast_seqs_free(&s->seqs);
@@ -411,6 +417,7 @@ static const char *last_user(const cast_example *e) {
 
 static int run_generation(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
                           cast_err *err) {
+    free_items(s);
     s->items = cast_xcalloc((size_t)(s->n ? s->n : 1), sizeof(cast_eval_item));
     int *count = cast_xmalloc(sizeof(int) * (size_t)o->batch);
     gen_watch w = {o, s->stop_ids, s->n_stop, s->max_new, count};
@@ -497,6 +504,7 @@ static int run_forward(cast_eval_set *s, const cast_model *m, const cast_eval_op
 }
 
 static int run_choices(cast_eval_set *s, const cast_model *m, const cast_eval_opts *o, cast_err *err) {
+    free(s->choice_ll); /* a set may be run on several models */
     s->choice_ll = cast_xcalloc((size_t)(s->seqs.n ? s->seqs.n : 1), sizeof(double));
     if (run_forward(s, m, o, s->choice_ll, err)) return -1;
     for (int i = 0; i < s->seqs.n; i++) s->choice_ll[i] = -s->choice_ll[i];

@@ -190,6 +190,17 @@ static int validate(const cast_model *m, const cast_seqs *s, int check_labels, c
     return 0;
 }
 
+/* Multiply-adds of the attention core, to decide whether to spread it over threads. */
+static int64_t attention_work(const pass *P, int H, int d) {
+    int64_t w = 0;
+    for (int b = 0; b < P->s->n; b++) {
+        int64_t n = P->s->off[b + 1] - P->s->off[b];
+        int64_t past = P->kv ? P->kv->len[P->slot_of ? P->slot_of[b] : b] : 0;
+        w += n * (past + n);
+    }
+    return w * H * d;
+}
+
 static void attention_layer(pass *P, int l, int sl) {
     const cast_config *c = &P->m->cfg;
     cast_acts *a = P->a;
@@ -215,7 +226,8 @@ static void attention_layer(pass *P, int l, int sl) {
         }
     }
     int pairs = P->s->n * H;
-#pragma omp parallel for schedule(dynamic, 1)
+    int64_t attn_work = attention_work(P, H, d);
+#pragma omp parallel for schedule(dynamic, 1) if (CAST_PARALLEL(attn_work))
     for (int ph = 0; ph < pairs; ph++) {
         int b = ph / H, h = ph % H, g = h / group;
         int64_t r0 = P->s->off[b] - P->base;
@@ -247,7 +259,7 @@ static const float *gated(const pass *P, int l, const float *z) {
     int64_t Hd = (int64_t)H * d;
     float *zg = P->a->zg;
     const float *xi = m->gates + (size_t)l * H;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(P->N * Hd))
     for (int64_t t = 0; t < P->N; t++)
         for (int h = 0; h < H; h++)
             for (int c = 0; c < d; c++) zg[t * Hd + h * d + c] = z[t * Hd + h * d + c] * xi[h];
@@ -263,7 +275,7 @@ static void forward_layers(pass *P) {
 #define W(i) ((i) >= 0 ? T[i].data : NULL)
     /* embeddings */
     const float *E = T[m->embed].data;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
     for (int64_t t = 0; t < N; t++) memcpy(a->x_in + t * D, E + (int64_t)P->s->ids[P->base + t] * D, sizeof(float) * D);
     for (int l = 0; l < c->layers; l++) {
         int sl = P->store ? l : 0;
@@ -468,7 +480,7 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     if (gr->gates) {
         for (int h = 0; h < H; h++) {
             double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * d)) reduction(+ : s)
             for (int64_t t = 0; t < N; t++)
                 for (int k = 0; k < d; k++) s += (double)Z[t * Hd + h * d + k] * a->dz[t * Hd + h * d + k];
             gr->gates[l * H + h] += (float)s;
@@ -483,7 +495,8 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     /* attention core, per (sequence, head); dK and dV per query head, summed per group after */
     float scale = 1.0f / sqrtf((float)d);
     int pairs = P->s->n * H;
-#pragma omp parallel for schedule(dynamic, 1)
+    int64_t attn_work = 2 * attention_work(P, H, d);
+#pragma omp parallel for schedule(dynamic, 1) if (CAST_PARALLEL(attn_work))
     for (int ph = 0; ph < pairs; ph++) {
         int b = ph / H, h = ph % H, g = h / group;
         int64_t r0 = P->s->off[b] - P->base;
@@ -494,7 +507,7 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
                            Q + r0 * Hd + h * d, Kb + r0 * Kd + g * d, V + r0 * Kd + g * d, (int)Kd, n, c->sliding_window, d,
                            scale, scratch);
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * Kd))
     for (int64_t t = 0; t < N; t++)
         for (int g = 0; g < K; g++)
             for (int k = 0; k < d; k++) {
@@ -538,7 +551,7 @@ int cast_model_forward_backward(const cast_model *m, cast_acts *a, const cast_se
     float *dE = gr->g[m->embed];
     if (dE) {
         /* tokens may repeat: accumulate serially over tokens, in parallel over columns */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
         for (int64_t k = 0; k < D; k++)
             for (int64_t t = 0; t < N; t++) dE[(int64_t)s->ids[P.base + t] * D + k] += a->dres[t * D + k];
     }

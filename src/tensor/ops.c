@@ -13,7 +13,7 @@ void cast_linear_fwd(float *y, const float *x, const float *w, const float *b, i
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, out, in, 1.0f, x, in, w, in, accumulate ? 1.0f : 0.0f, y,
                 out);
     if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * out))
         for (int64_t t = 0; t < N; t++)
             for (int o = 0; o < out; o++) y[t * out + o] += b[o];
     }
@@ -26,7 +26,7 @@ void cast_linear_bwd(float *dx, float *dw, float *db, const float *dy, const flo
                     accumulate_dx ? 1.0f : 0.0f, dx, in);
     if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)N, 1.0f, dy, out, x, in, 1.0f, dw, in);
     if (db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL((int64_t)out * N))
         for (int o = 0; o < out; o++) {
             double s = 0;
             for (int64_t t = 0; t < N; t++) s += dy[t * out + o];
@@ -38,7 +38,7 @@ void cast_linear_bwd(float *dx, float *dw, float *db, const float *dy, const flo
 /* ---- RMSNorm ------------------------------------------------------------ */
 
 void cast_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int D, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
     for (int64_t t = 0; t < N; t++) {
         const float *xr = x + t * D;
         float *yr = y + t * D;
@@ -53,7 +53,7 @@ void cast_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int
 void cast_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int64_t N,
                       int D) {
     /* y_i = w_i x_i r;  dx_i = r (w_i dy_i) - r^3/D x_i Σ_j w_j dy_j x_j */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
     for (int64_t t = 0; t < N; t++) {
         const float *xr = x + t * D, *dyr = dy + t * D;
         float *dxr = dx + t * D;
@@ -64,7 +64,7 @@ void cast_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, con
         for (int i = 0; i < D; i++) dxr[i] += r * w[i] * dyr[i] - c * xr[i];
     }
     if (dw) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL((int64_t)N * D))
         for (int i = 0; i < D; i++) {
             double s = 0;
             for (int64_t t = 0; t < N; t++) s += (double)dy[t * D + i] * x[t * D + i] * rstd[t];
@@ -122,7 +122,7 @@ void cast_rope_free(cast_rope *r) {
 void cast_rope_apply(const cast_rope *r, float *x, const int *pos, int64_t N, int n_heads, int inverse) {
     int half = r->half, d = 2 * half;
     float sgn = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * n_heads * d))
     for (int64_t t = 0; t < N; t++) {
         const float *c = r->cos + (size_t)pos[t] * half, *s = r->sin + (size_t)pos[t] * half;
         for (int h = 0; h < n_heads; h++) {
@@ -139,7 +139,7 @@ void cast_rope_apply(const cast_rope *r, float *x, const int *pos, int64_t N, in
 /* ---- SwiGLU ------------------------------------------------------------- */
 
 void cast_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(n))
     for (int64_t i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-g[i]));
         h[i] = g[i] * s * u[i];
@@ -147,7 +147,7 @@ void cast_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) {
 }
 
 void cast_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(n))
     for (int64_t i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-g[i]));
         float silu = g[i] * s;
@@ -221,7 +221,7 @@ void cast_attention_bwd(float *dq, int qs, float *dk, float *dv, int dks, const 
 
 double cast_cross_entropy(float *logits, const int *target, int64_t rows, int V, float grad_scale, double *row_loss) {
     double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(rows * V)) reduction(+ : total)
     for (int64_t r = 0; r < rows; r++) {
         float *x = logits + r * V;
         float mx = -INFINITY, xt = x[target[r]];

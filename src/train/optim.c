@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "tensor/ops.h"
 
 static int64_t rows_of(const cast_tensor *t) { return t->shape[0]; }
 static int64_t cols_of(const cast_tensor *t) { return t->ndim == 2 ? t->shape[1] : 1; }
@@ -106,7 +107,7 @@ void cast_adamw_step(cast_adamw *o, cast_model *m, const cast_mask *k, const cas
         float *w = t->data, *gm = o->m[i], *gv = o->v[i];
         const float *gr = g->g[i];
         int masked = k->frozen_rows[i] || k->frozen_cols[i];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(R * C))
         for (int64_t r = 0; r < R; r++)
             for (int64_t c = 0; c < C; c++) {
                 if (masked && frozen(k, i, r, c)) continue;
@@ -130,7 +131,7 @@ double cast_grads_dot(const cast_grads *a, const cast_grads *b, const cast_model
         const float *x = a->g[i], *y = b->g[i];
         int64_t n = m->tensors[i].numel;
         double part = 0;
-#pragma omp parallel for schedule(static) reduction(+ : part)
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(n)) reduction(+ : part)
         for (int64_t j = 0; j < n; j++) part += (double)x[j] * y[j];
         s += part;
     }
