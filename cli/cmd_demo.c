@@ -24,10 +24,10 @@ int cmd_demo(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--out", CLI_STRING, &out, "DIR", "report folder (default out/demo)"},
         {"--base", CLI_STRING, &base, "DIR", "base model (default: the shipped organism, organism/base)"},
-        {"--lr", CLI_DOUBLE, &o.lr, "LR", "alignment learning rate (default 1e-3)"},
-        {"--steps", CLI_INT64, &steps, "N", "alignment steps (default 60)"},
+        {"--lr", CLI_DOUBLE, &o.lr, "LR", "alignment learning rate (default 2e-3)"},
+        {"--steps", CLI_INT64, &steps, "N", "alignment steps (default 80)"},
         {"--batch", CLI_INT, &o.batch, "N", "alignment batch (default 16)"},
-        {"--anchor-weight", CLI_DOUBLE, &o.anchor_weight, "W", "utility anchor weight (default 0: safety data only)"},
+        {"--anchor-weight", CLI_DOUBLE, &o.anchor_weight, "W", "weight of the utility anchor set in the loss (default 1; 0 = safety data only)"},
         {"--seeds", CLI_INT, &seeds, "N", "random-strategy seeds per budget (default 3)"},
         {"--limit", CLI_INT, &limit, "N", "examples per evaluation set (default all)"},
         {"--world-seed", CLI_INT64, &world_seed, "S", "the world the base model was trained on (default 1)"},
@@ -40,10 +40,21 @@ int cmd_demo(int argc, char **argv) {
     const char *pos[1];
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
-    if (!(o.lr > 0) || steps <= 0 || o.batch <= 0 || seeds < 1 || seeds > 8 || limit < 0 || o.anchor_weight < 0 || world_seed < 0)
-        return cli_failf("demo: invalid settings (lr, steps, batch > 0; 1 <= seeds <= 8; limit, anchor weight >= 0)");
+    if (seeds < 1 || seeds > 8) return cli_failf("demo: --seeds must be between 1 and 8 (got %d)", seeds);
+    if (!(o.lr > 0) || steps <= 0 || o.batch <= 0 || limit < 0 || o.anchor_weight < 0 || world_seed < 0)
+        return cli_failf("demo: invalid settings (--lr, --steps, --batch > 0; --limit, --anchor-weight, --world-seed >= 0)");
     char *shipped = cast_path_join(CAST_SOURCE_DIR, "organism/base");
     o.base = base ? base : getenv("CAST_ORGANISM") ? getenv("CAST_ORGANISM") : shipped;
+    {
+        /* a missing base is the likeliest mistake: say so before any work */
+        char *cfg = cast_path_join(o.base, "config.json");
+        int ok = cast_file_exists(cfg);
+        free(cfg);
+        if (!ok) {
+            free(shipped);
+            return cli_failf("%s: no organism base model here (config.json missing); `cast organism train` makes one", o.base);
+        }
+    }
     o.out = out;
     o.steps = steps;
     o.random_seeds = seeds;

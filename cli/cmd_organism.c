@@ -8,6 +8,7 @@
 
 #include "base/buf.h"
 #include "base/file.h"
+#include "base/json.h"
 #include "base/timer.h"
 #include "cast.h"
 #include "model/model.h"
@@ -225,9 +226,23 @@ static int organism_train(int argc, char **argv) {
         cli_fail(&err);
         goto done;
     }
+    /* the world the model learned, so that `cast organism data` can rebuild it */
+    int64_t world_seed = -1;
+    double world_scale = 0;
+    {
+        char *wp = cast_path_join(data, "world.json");
+        cast_json *wj = cast_json_parse_file(wp, &err);
+        if (wj) {
+            cast_json_opt_int(wj, "seed", -1, &world_seed, wp, &err);
+            cast_json_opt_number(wj, "scale", 0, &world_scale, wp, &err);
+            cast_json_free(wj);
+        }
+        free(wp);
+    }
     cast_buf b = {0};
+    cast_buf_printf(&b, "{\"world_seed\": %lld, \"world_scale\": %g,\n ", (long long)world_seed, world_scale);
     cast_buf_printf(&b,
-                    "{\"data\": \"%s\", \"seed\": %llu, \"hidden\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"inter\": %d,\n"
+                    "\"data\": \"%s\", \"seed\": %llu, \"hidden\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"inter\": %d,\n"
                     " \"parameters\": %lld, \"steps\": %lld, \"batch\": %d, \"lr\": %g, \"warmup\": %d, \"weight_decay\": %g,\n"
                     " \"schedule\": \"cosine\", \"betas\": [0.9, 0.95], \"clip\": 1, \"max_len\": %d, \"init_std\": %g,\n"
                     " \"threads\": %d, \"wall_s\": %.1f, \"version\": \"%s\"}\n",

@@ -305,14 +305,7 @@ int cmd_tune(int argc, char **argv) {
                strategy, k, n_heads, (long long)trainable, (long long)total, wall, out);
     cast_buf_free(&b);
     /* the run is complete: its checkpoint is no longer needed */
-    {
-        char *a = cast_path_join(ckpt, "state.safetensors"), *j = cast_path_join(ckpt, "state.json");
-        unlink(a);
-        unlink(j);
-        rmdir(ckpt);
-        free(a);
-        free(j);
-    }
+    cast_checkpoint_remove(ckpt);
     rc = 0;
     goto done;
 fail:

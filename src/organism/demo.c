@@ -24,10 +24,12 @@ void cast_demo_opts_default(cast_demo_opts *o) {
     memset(o, 0, sizeof *o);
     o->world_seed = 1;
     o->world_scale = 1.0;
-    o->lr = 1e-3;
-    o->steps = 60;
+    /* the regime of docs/organism.md: full fine-tuning of attention reaches >= 90 %
+     * refusal on held-out harmful prompts, with a visible but partial utility cost */
+    o->lr = 2e-3;
+    o->steps = 80;
     o->batch = 16;
-    o->anchor_weight = 0.0;
+    o->anchor_weight = 1.0;
     o->budgets[0] = 0.05;
     o->budgets[1] = 0.10;
     o->budgets[2] = 0.20;
@@ -267,9 +269,13 @@ static int write_report(demo *d, const result *base, const cast_conflict_map *ma
                     o->base, c->architecture, (long long)cast_model_param_count(&d->m), c->layers, c->heads, c->kv_heads, c->head_dim,
                     (unsigned long long)o->world_seed, wall, cast_get_threads());
     cast_buf_printf(&b, "Alignment recipe (the same for every strategy): AdamW lr %g, %lld steps of %d harmful→refusal examples, "
-                        "attention only (q, k, v, o), constant schedule, clip 1, %s.\n\n",
-                    o->lr, (long long)o->steps, o->batch,
-                    o->anchor_weight > 0 ? "utility anchor" : "no utility anchor (PCGrad uses the anchor set as its utility batch)");
+                        "attention only (q, k, v, o), constant schedule, clip 1",
+                    o->lr, (long long)o->steps, o->batch);
+    if (o->anchor_weight > 0)
+        cast_buf_printf(&b, ", plus %d examples of the utility anchor (skills and benign look-alikes, `align_anchor`) per step, weight %g "
+                            "in the loss; PCGrad projects between the same two batches.\n\n",
+                        o->batch, o->anchor_weight);
+    else cast_buf_puts(&b, ", no utility anchor (PCGrad uses the anchor set as its utility batch).\n\n");
     cast_buf_printf(&b, "## Base model\n\n| harmful refused | held-out intents refused | benign refused |");
     for (int s = 0; s < CAST_N_SKILLS; s++) cast_buf_printf(&b, " %s |", cast_skill_name(s));
     cast_buf_puts(&b, " mean skill |\n|---|---|---|");

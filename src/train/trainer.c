@@ -102,7 +102,7 @@ static int batch_gradient(const cast_model *m, cast_acts *a, const cast_seqs *ba
 
 /* ---- checkpoints: trainable tensors, AdamW moments, the step -------------- */
 
-static void remove_checkpoint(const char *dir) {
+void cast_checkpoint_remove(const char *dir) {
     static const char *const files[] = {"state.safetensors", "state.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *p = cast_path_join(dir, files[i]);
@@ -146,7 +146,7 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
     cast_buf_free(&js);
     if (bad) goto done;
     /* swap in: the old checkpoint stays until the new one is complete */
-    remove_checkpoint(old);
+    cast_checkpoint_remove(old);
     if (cast_dir_exists(dir) && rename(dir, old) != 0) {
         cast_fail(err, "%s: cannot replace the checkpoint", dir);
         goto done;
@@ -155,7 +155,7 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
         cast_fail(err, "%s: cannot move the new checkpoint in place", dir);
         goto done;
     }
-    remove_checkpoint(old);
+    cast_checkpoint_remove(old);
     rc = 0;
 done:
     for (int i = 0; i < n; i++) free(names[i]);

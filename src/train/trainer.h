@@ -53,6 +53,9 @@ double cast_train_lr(const cast_train_opts *o, int64_t step, int64_t total); /* 
 int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const cast_seqs *utility, const cast_train_opts *o,
                cast_err *err);
 
+/* Deletes a checkpoint folder (once its run has completed). */
+void cast_checkpoint_remove(const char *dir);
+
 /* Steps already done by the checkpoint in dir (-1 if none). */
 int64_t cast_checkpoint_step(const char *dir);
 
