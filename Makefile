@@ -45,7 +45,7 @@ fuzz:
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_safetensors fuzz_config
 	mkdir -p build-fuzz/corpus-safetensors build-fuzz/corpus-config
 	for f in safetensors config; do \
-	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
 	    build-fuzz/corpus-$$f tests/fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1 \
 	    || { tail -n 40 build-fuzz/fuzz_$$f.log; echo "fuzz_$$f: FAILED"; exit 1; }; \
 	  echo "fuzz_$$f: $$(grep -o 'Done [0-9]* runs' build-fuzz/fuzz_$$f.log), no crash"; \

@@ -85,6 +85,24 @@ void cli_model_close(cli_model *cm);
 int cli_encode_file(cli_model *cm, const char *path, int max_examples, int max_len, int64_t seed, cast_seqs *out,
                     cast_dataset *keep);
 
+/* A conversation from a JSON file: [{"role": ..., "content": ...}, ...]. */
+typedef struct cli_messages {
+    cast_message *m; /* strings point into json */
+    int n;
+    struct cJSON *json;
+} cli_messages;
+int cli_read_messages(const char *path, cli_messages *out);
+void cli_messages_free(cli_messages *msgs);
+
+/* Streams generated text to stdout as tokens come (cast_gen_opts.on_token). */
+typedef struct cli_stream {
+    const cast_tokenizer *tok;
+    int *ids;     /* room for max_new + 1 ids */
+    int n;
+    size_t printed; /* bytes of decoded text already written */
+} cli_stream;
+int cli_stream_token(void *ctx, int prompt, int token);
+
 int cmd_info(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
@@ -95,6 +113,7 @@ int cmd_organism(int argc, char **argv); /* cli/cmd_organism.c: organism data | 
 int cmd_eval(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_apply_delta(int argc, char **argv);
 
 #endif

@@ -7,19 +7,14 @@
 #include "base/timer.h"
 #include "cli.h"
 #include "eval/generate.h"
+#include "eval/metrics.h"
+#include "text/chat.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
 
-typedef struct stream {
-    const cast_tokenizer *tok;
-    int *ids;
-    int n;
-    size_t printed; /* bytes of decoded text already written */
-} stream;
-
 /* Prints the text the new token completes; holds back an incomplete UTF-8 tail. */
-static int stream_token(void *ctx, int prompt, int token) {
-    stream *st = ctx;
+int cli_stream_token(void *ctx, int prompt, int token) {
+    cli_stream *st = ctx;
     st->ids[st->n++] = token;
     char *text = NULL;
     cast_err err;
@@ -36,13 +31,15 @@ static int stream_token(void *ctx, int prompt, int token) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *prompt = NULL, *ids_arg = NULL;
-    int max_new = 64, json = 0, threads = 0;
+    const char *prompt = NULL, *ids_arg = NULL, *template_name = NULL;
+    int max_new = 64, json = 0, threads = 0, chat = 0;
     double temperature = 0, top_p = 1;
     int64_t seed = 0;
     const cli_opt opts[] = {
         {"--prompt", CLI_STRING, &prompt, "TEXT", "prompt text (needs the model's tokenizer)"},
         {"--ids", CLI_STRING, &ids_arg, "1,2,3", "prompt as token ids"},
+        {"--chat", CLI_FLAG, &chat, NULL, "send the prompt as a user turn through the chat template"},
+        {"--template", CLI_STRING, &template_name, "NAME", "with --chat: a built-in template instead of the model's"},
         {"--max-new", CLI_INT, &max_new, "N", "tokens to generate (default 64)"},
         {"--temperature", CLI_DOUBLE, &temperature, "T", "0 = greedy (default)"},
         {"--top-p", CLI_DOUBLE, &top_p, "P", "nucleus sampling mass (default 1 = off)"},
@@ -59,10 +56,12 @@ int cmd_generate(int argc, char **argv) {
     if (max_new < 0) return cli_failf("generate: --max-new must be >= 0");
     if (temperature < 0 || top_p <= 0 || top_p > 1) return cli_failf("generate: need --temperature >= 0 and 0 < --top-p <= 1");
     cast_set_threads(threads);
+    if (chat && !prompt) return cli_failf("generate: --chat needs --prompt TEXT");
     cast_err err = {{0}};
     cast_model m;
     if (cast_model_load(&m, pos[0], &err)) return cli_fail(&err);
     cast_tokenizer *tok = NULL;
+    cast_chat_template *tpl = NULL;
     if (cast_tokenizer_load(&tok, pos[0], &err)) {
         if (prompt) {
             cast_model_free(&m);
@@ -73,6 +72,13 @@ int cmd_generate(int argc, char **argv) {
     int *ids = NULL, n = 0;
     if (ids_arg) {
         if (cli_parse_ids(ids_arg, &ids, &n)) goto fail_quiet;
+    } else if (chat) {
+        cast_message turn = {"user", prompt};
+        int *labels = NULL;
+        if (cast_chat_template_open(&tpl, tok, template_name, pos[0], &err) ||
+            cast_chat_encode(tpl, tok, &turn, 1, 1, &ids, &labels, &n, &err))
+            goto fail;
+        free(labels);
     } else if (cast_tokenizer_encode(tok, prompt, strlen(prompt), 1, &ids, &n, &err)) {
         goto fail;
     }
@@ -80,11 +86,10 @@ int cmd_generate(int argc, char **argv) {
         cli_failf("generate: the prompt is empty");
         goto fail_quiet;
     }
-    int stops[CAST_MAX_EOS + 1], n_stop = 0;
-    for (int i = 0; i < m.cfg.n_eos; i++) stops[n_stop++] = m.cfg.eos_ids[i];
-    if (tok && cast_tokenizer_eos_id(tok) >= 0) stops[n_stop++] = cast_tokenizer_eos_id(tok);
-    stream st = {tok, cast_xmalloc(sizeof(int) * (size_t)(max_new + 1)), 0, 0};
-    cast_gen_opts g = {max_new, (float)temperature, (float)top_p, (uint64_t)seed, stops, n_stop, json ? NULL : stream_token, &st};
+    int stops[16];
+    int n_stop = cast_eval_stop_ids(&m, tok, tpl, stops, 16);
+    cli_stream st = {tok, cast_xmalloc(sizeof(int) * (size_t)(max_new + 1)), 0, 0};
+    cast_gen_opts g = {max_new, (float)temperature, (float)top_p, (uint64_t)seed, stops, n_stop, json ? NULL : cli_stream_token, &st};
     cast_seqs prompts = {0}, out = {0};
     cast_seqs_push(&prompts, ids, NULL, n);
     rc = cast_generate(&m, &prompts, &g, &out, &err);
@@ -112,6 +117,7 @@ int cmd_generate(int argc, char **argv) {
     }
     cast_seqs_free(&out);
     free(ids);
+    cast_chat_template_free(tpl);
     cast_tokenizer_free(tok);
     cast_model_free(&m);
     return 0;
@@ -119,6 +125,7 @@ fail:
     cli_fail(&err);
 fail_quiet:
     free(ids);
+    cast_chat_template_free(tpl);
     cast_tokenizer_free(tok);
     cast_model_free(&m);
     return 1;

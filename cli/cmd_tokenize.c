@@ -9,6 +9,7 @@
 #include "base/file.h"
 #include "base/timer.h"
 #include "cli.h"
+#include "text/chat.h"
 #include "text/tokenizer.h"
 
 static void print_json_ids(cast_buf *b, const int *ids, int n) {
@@ -134,14 +135,49 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
     return 0;
 }
 
+/* The conversation rendered with the chat template, and its ids. */
+static int do_messages(const cast_tokenizer *t, const char *dir, const char *path, const char *template_name, int gen_prompt, int json) {
+    cli_messages msgs;
+    if (cli_read_messages(path, &msgs)) return 1;
+    cast_err err = {{0}};
+    cast_chat_template *tpl = NULL;
+    char *text = NULL;
+    int *ids = NULL, *labels = NULL, n = 0, rc = 1;
+    if (cast_chat_template_open(&tpl, t, template_name, dir, &err) || cast_chat_render(tpl, msgs.m, msgs.n, gen_prompt, &text, &err) ||
+        cast_chat_encode(tpl, t, msgs.m, msgs.n, gen_prompt, &ids, &labels, &n, &err)) {
+        cast_fail_prefix(&err, path);
+        cli_fail(&err);
+        goto done;
+    }
+    cast_buf b = {0};
+    if (json) {
+        cast_buf_puts(&b, "{\"text\":");
+        cast_buf_json_string(&b, text, strlen(text));
+        cast_buf_puts(&b, ",\"ids\":");
+        print_json_ids(&b, ids, n);
+        cast_buf_puts(&b, "}\n");
+    } else {
+        cast_buf_printf(&b, "%s\n(%d tokens, template %s)\n", text, n, cast_chat_template_name(tpl));
+    }
+    fputs(b.data, stdout);
+    cast_buf_free(&b);
+    rc = 0;
+done:
+    free(ids);
+    free(labels);
+    free(text);
+    cast_chat_template_free(tpl);
+    cli_messages_free(&msgs);
+    return rc;
+}
+
 int cmd_tokenize(int argc, char **argv) {
-    int special = 0, json = 0, skip_special = 0, rounds = 5;
-    const char *decode = NULL, *bench = NULL;
-    /* Chat templates go here: --messages CONV.json [--generation-prompt]
-     * (src/text/chat.h: cast_chat_template_open, then cast_chat_encode) is a
-     * fourth mode beside TEXT, --decode and --bench, printed as do_encode
-     * prints. */
+    int special = 0, json = 0, skip_special = 0, rounds = 5, gen_prompt = 0;
+    const char *decode = NULL, *bench = NULL, *messages = NULL, *template_name = NULL;
     const cli_opt opts[] = {
+        {"--messages", CLI_STRING, &messages, "CONV.json", "render a conversation ([{role, content}]) with the chat template"},
+        {"--generation-prompt", CLI_FLAG, &gen_prompt, NULL, "with --messages: end with the assistant's generation prompt"},
+        {"--template", CLI_STRING, &template_name, "NAME", "with --messages: a built-in template instead of the model's"},
         {"--special", CLI_FLAG, &special, NULL, "apply the post-processor (BOS etc.), as add_special_tokens=True"},
         {"--json", CLI_FLAG, &json, NULL, "one JSON object on stdout"},
         {"--decode", CLI_STRING, &decode, "IDS", "decode comma-separated ids (1,2,3) instead of encoding"},
@@ -150,15 +186,15 @@ int cmd_tokenize(int argc, char **argv) {
         {"--rounds", CLI_INT, &rounds, "N", "with --bench: passes over the file (default 5)"},
         {0},
     };
-    const cli_spec spec = {"tokenize", "MODEL (TEXT | --decode IDS | --bench FILE) [options]",
+    const cli_spec spec = {"tokenize", "MODEL (TEXT | --decode IDS | --messages CONV.json | --bench FILE) [options]",
                            "Token ids and pieces of a text (MODEL: a folder with tokenizer.json, or vocab.json + "
                            "merges.txt), or the text of ids.",
                            opts, 1, 2};
     const char *pos[2];
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
-    int modes = (np == 2) + (decode != NULL) + (bench != NULL);
-    if (modes != 1) return cli_failf("tokenize: give exactly one of TEXT, --decode IDS, --bench FILE");
+    int modes = (np == 2) + (decode != NULL) + (bench != NULL) + (messages != NULL);
+    if (modes != 1) return cli_failf("tokenize: give exactly one of TEXT, --decode IDS, --messages CONV.json, --bench FILE");
     cast_err err = {{0}};
     cast_tokenizer *t;
     double t0 = cast_now_s();
@@ -166,6 +202,7 @@ int cmd_tokenize(int argc, char **argv) {
     double load_s = cast_now_s() - t0;
     if (decode) rc = do_decode(t, decode, skip_special, json);
     else if (bench) rc = do_bench(t, bench, rounds, load_s, json);
+    else if (messages) rc = do_messages(t, pos[0], messages, template_name, gen_prompt, json);
     else rc = do_encode(t, pos[1], special, json);
     cast_tokenizer_free(t);
     return rc;

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/file.h"
+#include "base/json.h"
 #include "cli.h"
 
 static int has_tokenizer_files(const char *dir) {
@@ -76,4 +78,34 @@ int cli_encode_file(cli_model *cm, const char *path, int max_examples, int max_l
     if (keep) *keep = ds;
     else cast_dataset_free(&ds);
     return 0;
+}
+
+int cli_read_messages(const char *path, cli_messages *out) {
+    cast_err err = {{0}};
+    memset(out, 0, sizeof *out);
+    out->json = cast_json_parse_file(path, &err);
+    if (!out->json) return cli_fail(&err);
+    int n = cast_json_array_size(out->json);
+    if (!cast_json_is_array(out->json) || n == 0) {
+        cli_messages_free(out);
+        return cli_failf("%s: expected a non-empty JSON array of {\"role\", \"content\"}", path);
+    }
+    out->m = cast_xcalloc((size_t)n, sizeof *out->m);
+    for (int i = 0; i < n; i++) {
+        cast_json *e = cast_json_array_item(out->json, i);
+        const char *role = cast_json_string(cast_json_get(e, "role")), *content = cast_json_string(cast_json_get(e, "content"));
+        if (!role || !content) {
+            cli_messages_free(out);
+            return cli_failf("%s: message %d needs string \"role\" and \"content\"", path, i);
+        }
+        out->m[i] = (cast_message){role, content};
+    }
+    out->n = n;
+    return 0;
+}
+
+void cli_messages_free(cli_messages *msgs) {
+    free(msgs->m);
+    cast_json_free(msgs->json);
+    memset(msgs, 0, sizeof *msgs);
 }

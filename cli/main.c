@@ -13,6 +13,7 @@ typedef struct {
 static const command commands[] = {
     {"info", cmd_info, "architecture, parameter count, heads, dtype of a model folder"},
     {"tokenize", cmd_tokenize, "token ids and pieces of a text, or decode ids"},
+    {"chat", cmd_chat, "an interactive conversation through the model's chat template"},
     {"score", cmd_score, "mean NLL and perplexity over the scored tokens of a dataset"},
     {"generate", cmd_generate, "generate tokens (greedy or sampled) with the KV cache"},
     {"diagnose", cmd_diagnose, "CAST stage A: the head-level conflict map (safety vs utility gradients)"},

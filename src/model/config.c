@@ -28,24 +28,20 @@ static int req_dim(const cast_json *j, const char *key, int *out, int64_t max, c
     return 0;
 }
 
+/* eos_token_id: an id or a list of ids, each inside the vocabulary. */
 static int parse_token_ids(const cast_json *j, const char *key, cast_config *c, const char *what, cast_err *err) {
     cast_json *v = cast_json_get(j, key);
     if (!v) return 0;
-    if (cast_json_is_number(v)) {
-        c->eos_ids[0] = (int)cast_json_number(v);
-        c->n_eos = 1;
-    } else if (cast_json_is_array(v)) {
-        int n = cast_json_array_size(v);
-        for (int i = 0; i < n && c->n_eos < CAST_MAX_EOS; i++) {
-            cast_json *x = cast_json_array_item(v, i);
-            if (!cast_json_is_number(x)) return cast_fail(err, "%s: \"%s\" must hold integers", what, key);
-            c->eos_ids[c->n_eos++] = (int)cast_json_number(x);
-        }
-    } else {
-        return cast_fail(err, "%s: \"%s\" must be an integer or a list", what, key);
+    int n = cast_json_is_number(v) ? 1 : cast_json_is_array(v) ? cast_json_array_size(v) : -1;
+    if (n < 0) return cast_fail(err, "%s: \"%s\" must be an integer or a list", what, key);
+    for (int i = 0; i < n && c->n_eos < CAST_MAX_EOS; i++) {
+        cast_json *x = cast_json_is_number(v) ? v : cast_json_array_item(v, i);
+        double d = cast_json_number(x);
+        /* range first: converting an out-of-range double to int is undefined */
+        if (!cast_json_is_number(x) || !(d >= 0 && d < c->vocab) || d != (double)(int)d)
+            return cast_fail(err, "%s: \"%s\" must hold token ids inside the vocabulary (0..%d)", what, key, c->vocab - 1);
+        c->eos_ids[c->n_eos++] = (int)d;
     }
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab) return cast_fail(err, "%s: \"%s\" is outside the vocabulary", what, key);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "model/safetensors.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,7 +98,7 @@ int cast_st_parse(const uint8_t *buf, size_t size, const char *path, cast_st_ten
         for (int i = 0; i < x->ndim; i++) {
             cast_json *d = cast_json_array_item(shape, i);
             double v = cast_json_number(d);
-            if (!cast_json_is_number(d) || v < 0 || v != (double)(int64_t)v || v > (double)(1ULL << 40)) {
+            if (!cast_json_is_number(d) || !(v >= 0 && v <= (double)(1ULL << 40)) || v != floor(v)) {
                 cast_fail(err, "%s: tensor \"%s\" has an invalid shape", path, name);
                 goto done;
             }
@@ -116,7 +117,7 @@ int cast_st_parse(const uint8_t *buf, size_t size, const char *path, cast_st_ten
             goto done;
         }
         double b = cast_json_number(cast_json_array_item(off, 0)), e = cast_json_number(cast_json_array_item(off, 1));
-        if (b < 0 || e < b || b != (double)(uint64_t)b || e != (double)(uint64_t)e || e > (double)data_size) {
+        if (!(b >= 0 && e >= b && e <= (double)data_size) || b != floor(b) || e != floor(e)) {
             cast_fail(err, "%s: tensor \"%s\" data_offsets [%.0f, %.0f] lie outside the data (%zu bytes)", path, name, b, e,
                       data_size);
             goto done;

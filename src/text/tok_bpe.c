@@ -29,8 +29,9 @@ static int load_vocab(tok_bpe *m, const cast_json *vocab, const char *path, cast
     int max_id = -1;
     for (const cast_json *e = cast_json_first(vocab); e; e = cast_json_next(e)) {
         double d = cast_json_number(e);
-        if (!cast_json_is_number(e) || d < 0 || d > 2147483646.0 || d != (double)(int)d)
-            return cast_fail(err, "%s: vocab entry \"%s\" must map to a non-negative integer id", path, cast_json_key(e));
+        /* ids index a table: beyond 2^24 a hostile file would only make us allocate gigabytes */
+        if (!cast_json_is_number(e) || d < 0 || d > 16777215.0 || d != (double)(int)d)
+            return cast_fail(err, "%s: vocab entry \"%s\" must map to an integer id in 0..16777215", path, cast_json_key(e));
         total += strlen(cast_json_key(e)) + 1;
         if ((int)d > max_id) max_id = (int)d;
     }

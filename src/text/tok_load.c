@@ -105,7 +105,9 @@ static int parse_cls_sep(const cast_json *j, tmpl *out, const char *type, const 
         const cast_json *p = cast_json_get(j, keys[i]);
         const char *tok = cast_json_string(cast_json_array_item(p, 0));
         const cast_json *id = cast_json_array_item(p, 1);
-        if (cast_json_array_size(p) != 2 || !tok || !cast_json_is_number(id)) {
+        double idv = cast_json_number(id);
+        if (cast_json_array_size(p) != 2 || !tok || !cast_json_is_number(id) || !(idv >= 0 && idv <= 16777215.0) ||
+            idv != (double)(int)idv) {
             if (i) {
                 free(items[0].ids);
                 free(items[0].tokens[0]);
