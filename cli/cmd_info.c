@@ -1,10 +1,8 @@
 /* cast info MODEL: what a model folder holds. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
-#include "base/file.h"
 #include "cli.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
@@ -17,23 +15,13 @@ int cmd_info(int argc, char **argv) {
     const char *pos[1];
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
-    cast_err err = {{0}};
-    cast_model m;
-    if (cast_model_load(&m, pos[0], &err)) return cli_fail(&err);
     /* the tokenizer is optional for info, but a broken one is reported */
-    cast_tokenizer *tok = NULL;
-    char *tj = cast_path_join(pos[0], "tokenizer.json"), *tjz = cast_path_join(pos[0], "tokenizer.json.gz"),
-         *vj = cast_path_join(pos[0], "vocab.json");
-    int has_tok = cast_file_exists(tj) || cast_file_exists(tjz) || cast_file_exists(vj);
-    free(tj);
-    free(tjz);
-    free(vj);
-    if (has_tok && cast_tokenizer_load(&tok, pos[0], &err)) {
-        cast_model_free(&m);
-        return cli_fail(&err);
-    }
-    const cast_config *c = &m.cfg;
-    int64_t params = cast_model_param_count(&m);
+    cli_model cm;
+    if (cli_model_open(&cm, pos[0], NULL)) return 1;
+    const cast_model *mp = &cm.m;
+    const cast_tokenizer *tok = cm.tok;
+    const cast_config *c = &mp->cfg;
+    int64_t params = cast_model_param_count(mp);
     const char *tmpl = tok ? cast_tokenizer_chat_template(tok) : NULL;
     if (json) {
         cast_buf b = {0};
@@ -44,7 +32,7 @@ int cmd_info(int argc, char **argv) {
                         "\"head_dim\":%d,\"hidden\":%d,\"intermediate\":%d,\"vocab\":%d,\"dtype\":\"%s\","
                         "\"tied_embeddings\":%s,\"rope_theta\":",
                         c->architecture, (long long)params, c->layers, c->heads, c->kv_heads, c->head_dim, c->hidden, c->inter,
-                        c->vocab, cast_dtype_name(m.storage), c->tie_embeddings ? "true" : "false");
+                        c->vocab, cast_dtype_name(mp->storage), c->tie_embeddings ? "true" : "false");
         cast_buf_json_number(&b, c->rope_theta);
         cast_buf_printf(&b, ",\"rope_scaling\":%s,\"sliding_window\":%d,\"tokenizer\":%s,\"chat_template\":%s}\n",
                         c->rope_llama3 ? "\"llama3\"" : "null", c->sliding_window, tok ? "true" : "false",
@@ -60,13 +48,12 @@ int cmd_info(int argc, char **argv) {
                c->head_dim);
         printf("hidden        %d, MLP %d\n", c->hidden, c->inter);
         printf("vocab         %d%s\n", c->vocab, c->tie_embeddings ? " (tied embeddings)" : "");
-        printf("dtype         %s\n", cast_dtype_name(m.storage));
+        printf("dtype         %s\n", cast_dtype_name(mp->storage));
         printf("rope          theta %g%s\n", c->rope_theta, c->rope_llama3 ? ", llama3 scaling" : "");
         if (c->sliding_window) printf("window        %d\n", c->sliding_window);
         printf("tokenizer     %s\n", tok ? "yes" : "none");
         printf("chat template %s\n", tmpl ? "yes" : "none");
     }
-    cast_tokenizer_free(tok);
-    cast_model_free(&m);
+    cli_model_close(&cm);
     return 0;
 }

@@ -209,12 +209,11 @@ int cmd_tune(int argc, char **argv) {
     o.checkpoint_dir = ckpt;
     o.resume = resume;
     log_path = cast_path_join(out, "train_log.jsonl");
-    int64_t start = resume ? cast_checkpoint_step(ckpt) : 0;
-    if (resume && start < 0) {
-        char *old = cast_xmalloc(strlen(ckpt) + 8);
-        sprintf(old, "%s.old", ckpt);
-        start = cast_checkpoint_step(old);
-        free(old);
+    int64_t start = 0;
+    if (resume) {
+        char *from = cast_checkpoint_find(ckpt);
+        start = from ? cast_checkpoint_step(from) : -1;
+        free(from);
     }
     if (resume && start < 0) {
         cast_fail(&err, "%s: no checkpoint to resume from", ckpt);

@@ -166,6 +166,16 @@ done:
     return rc;
 }
 
+char *cast_checkpoint_find(const char *dir) {
+    if (cast_checkpoint_step(dir) >= 0) return cast_xstrdup(dir);
+    /* a run killed while swapping checkpoints left the previous one as DIR.old */
+    char *old = cast_xmalloc(strlen(dir) + 8);
+    sprintf(old, "%s.old", dir);
+    if (cast_checkpoint_step(old) >= 0) return old;
+    free(old);
+    return NULL;
+}
+
 int64_t cast_checkpoint_step(const char *dir) {
     char *p = cast_path_join(dir, "state.json");
     cast_err err;
@@ -234,16 +244,10 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
     int rc = -1;
     int64_t last_good = -1;
     if (o->resume) {
-        /* a run killed while swapping checkpoints left the previous one as DIR.old */
-        char *old = cast_xmalloc(strlen(o->checkpoint_dir ? o->checkpoint_dir : "") + 8);
-        sprintf(old, "%s.old", o->checkpoint_dir ? o->checkpoint_dir : "");
-        const char *from = !o->checkpoint_dir ? NULL
-                           : cast_checkpoint_step(o->checkpoint_dir) >= 0 ? o->checkpoint_dir
-                           : cast_checkpoint_step(old) >= 0 ? old
-                                                            : NULL;
+        char *from = o->checkpoint_dir ? cast_checkpoint_find(o->checkpoint_dir) : NULL;
         int bad = !from ? cast_fail(err, "%s: no checkpoint to resume from", o->checkpoint_dir ? o->checkpoint_dir : "(none)")
                         : read_checkpoint(from, m, k, &opt, &start, err);
-        free(old);
+        free(from);
         if (bad) goto done;
         last_good = start;
     }

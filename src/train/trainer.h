@@ -56,6 +56,10 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
 /* Deletes a checkpoint folder (once its run has completed). */
 void cast_checkpoint_remove(const char *dir);
 
+/* The folder holding the last complete checkpoint of dir: dir itself, or
+ * dir.old when a run was killed while swapping them; NULL if none (malloc'd). */
+char *cast_checkpoint_find(const char *dir);
+
 /* Steps already done by the checkpoint in dir (-1 if none). */
 int64_t cast_checkpoint_step(const char *dir);
 
