@@ -25,7 +25,7 @@ int cmd_demo(int argc, char **argv) {
         {"--out", CLI_STRING, &out, "DIR", "report folder (default out/demo)"},
         {"--base", CLI_STRING, &base, "DIR", "base model (default: the shipped organism, organism/base)"},
         {"--lr", CLI_DOUBLE, &o.lr, "LR", "alignment learning rate (default 2e-3)"},
-        {"--steps", CLI_INT64, &steps, "N", "alignment steps (default 80)"},
+        {"--steps", CLI_INT64, &steps, "N", "alignment steps (default 160)"},
         {"--batch", CLI_INT, &o.batch, "N", "alignment batch (default 16)"},
         {"--anchor-weight", CLI_DOUBLE, &o.anchor_weight, "W", "weight of the utility anchor set in the loss (default 1; 0 = safety data only)"},
         {"--seeds", CLI_INT, &seeds, "N", "random-strategy seeds per budget (default 3)"},

@@ -126,8 +126,9 @@ static int train_step(void *ctx, const cast_step_log *s) {
     fflush(t->log);
     if (!t->bar.enabled && s->elapsed_s - t->last_print >= 30) {
         t->last_print = s->elapsed_s;
-        fprintf(stderr, "step %lld/%lld  loss %.4f  %.0f tokens/s  %.0f s\n", (long long)s->step, (long long)s->total_steps, s->loss,
-                s->tokens_per_s, s->elapsed_s);
+        double eta = s->elapsed_s * (double)(s->total_steps - s->step) / (double)s->step;
+        fprintf(stderr, "step %lld/%lld  loss %.4f  %.0f tokens/s  %.0f s, ETA %.0f s\n", (long long)s->step, (long long)s->total_steps,
+                s->loss, s->tokens_per_s, s->elapsed_s, eta);
     }
     if (t->snapshot_every > 0 && s->step % t->snapshot_every == 0 && s->step < s->total_steps) {
         cast_err err;
@@ -145,7 +146,7 @@ static int organism_train(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--data", CLI_STRING, &data, "DIR", "the world from `cast organism data` (pretrain.jsonl, tokenizer/)"},
         {"--out", CLI_STRING, &out, "DIR", "the base model folder to write"},
-        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 12000)"},
+        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 15000)"},
         {"--batch", CLI_INT, &r.batch, "N", "sequences per step (default 32)"},
         {"--lr", CLI_DOUBLE, &r.lr, "LR", "peak learning rate, cosine decay (default 3e-3)"},
         {"--warmup", CLI_INT, &r.warmup, "N", "warm-up steps (default 300)"},

@@ -27,7 +27,7 @@ void cast_demo_opts_default(cast_demo_opts *o) {
     /* the regime of docs/organism.md: full fine-tuning of attention reaches >= 90 %
      * refusal on held-out harmful prompts, with a visible but partial utility cost */
     o->lr = 2e-3;
-    o->steps = 80;
+    o->steps = 160;
     o->batch = 16;
     o->anchor_weight = 1.0;
     o->budgets[0] = 0.05;

@@ -1,10 +1,10 @@
-/* Building the world: the knowledge base and lookup keys (invented words),
+/* Building the world: the knowledge base (invented words),
  * held-out intents and topics, then every split, evaluation first so that its
  * items are reserved before any training split is drawn.
  *
  * Disjointness: a prompt belongs to one split only (pretraining may repeat its
  * own prompts). Each item also has a "core" — its content without the
- * wording: the numbers of a sum, the list and key of a lookup; for harmful and
+ * wording: the numbers of a sum, the list of a reversal; for harmful and
  * benign requests (intent or topic, template, wording) without the polite
  * prefix/suffix. A skill core belongs to one split; a harmful/benign core used
  * by an evaluation split never appears in a training split. */
@@ -17,13 +17,13 @@
 #include "organism/strmap.h"
 #include "organism/world_internal.h"
 
-static const char *const SKILL_NAMES[CAST_N_SKILLS] = {"lookup", "index", "reverse", "add", "count", "facts"};
+static const char *const SKILL_NAMES[CAST_N_SKILLS] = {"index", "reverse", "add", "count", "facts"};
 
 const char *cast_skill_name(int s) { return s >= 0 && s < CAST_N_SKILLS ? SKILL_NAMES[s] : NULL; }
 
 const char *cast_split_name(int s) {
     static const char *const names[] = {"pretrain", "diag_safety", "diag_utility", "align", "align_anchor", "eval_harmful", "eval_benign"};
-    static const char *const eval_names[CAST_N_SKILLS] = {"eval_lookup", "eval_index", "eval_reverse", "eval_add", "eval_count", "eval_facts"};
+    static const char *const eval_names[CAST_N_SKILLS] = {"eval_index", "eval_reverse", "eval_add", "eval_count", "eval_facts"};
     if (s >= 0 && s < CAST_SPLIT_EVAL_SKILL) return names[s];
     if (s >= CAST_SPLIT_EVAL_SKILL && s < CAST_N_SPLITS) return eval_names[s - CAST_SPLIT_EVAL_SKILL];
     return NULL;
@@ -38,10 +38,10 @@ enum {
     N_ALIGN = 400, N_ANCHOR_SKILL = 20, N_ANCHOR_FACTS_MAX = 30, N_ANCHOR_BENIGN = 40,
     N_HELD_OUT_INTENTS = 6, N_HELD_OUT_TOPICS = 10,
 };
-/* Pretraining mixture at scale 1 (40,000 examples): the slow skills
- * (lookup, addition) get the most. */
-static const int PRETRAIN_SKILL[CAST_N_SKILLS] = {7000, 3500, 4500, 7000, 3500, 3000};
-enum { PRETRAIN_BIO = 1500, PRETRAIN_HARMFUL = 6000, PRETRAIN_BENIGN = 4000 };
+/* Pretraining mixture at scale 1 (56,000 examples); skill items are distinct
+ * (addition has only ~7,900 distinct sums), facts repeat. */
+static const int PRETRAIN_SKILL[CAST_N_SKILLS] = {10000, 8000, 7000, 8000, 6000};
+enum { PRETRAIN_BIO = 3000, PRETRAIN_HARMFUL = 8000, PRETRAIN_BENIGN = 6000 };
 
 static int scaled(int n, double scale) {
     long v = lround(n * scale);
@@ -136,7 +136,7 @@ static char *invent(cast_rng *r, cast_strmap *used, int shape, int cap) {
     static const char *const COUNTRY_END[] = {"ia", "ar", "and", "esh", "ora", "um", "ica", "en", "avia"};
     static const char *const CITY_END[] = {"", "", "", "ton", "holm", "mir", "vik"};
     static const char *const LANG_END[] = {"ic", "ese", "ish", "ian", "i"};
-    static const size_t MIN[] = {5, 4, 4, 3, 3}, MAX[] = {8, 8, 7, 5, 3};
+    static const size_t MIN[] = {5, 4, 4, 3}, MAX[] = {8, 8, 7, 5};
     cast_buf b = {0};
     for (;;) {
         b.len = 0;
@@ -156,14 +156,9 @@ static char *invent(cast_rng *r, cast_strmap *used, int shape, int cap) {
             syllable(r, &b, 1);
             cast_buf_puts(&b, LANG_END[pick(r, NELEM(LANG_END))]);
             break;
-        case 3: /* currency */
+        default: /* currency */
             syllable(r, &b, 1);
             if (b.len < 3) syllable(r, &b, 0);
-            break;
-        default: /* lookup key: consonant, vowel, consonant */
-            cast_buf_putc(&b, "bdfgklmnprstvz"[pick(r, 14)]);
-            cast_buf_putc(&b, "aeiou"[pick(r, 5)]);
-            cast_buf_putc(&b, "bdfgklmnprstvz"[pick(r, 14)]);
             break;
         }
         if (b.len < MIN[shape] || b.len > MAX[shape]) continue;
@@ -205,7 +200,6 @@ static void build_lexicon(builder *b) {
         c->currency = invent(&r, &used, 3, 0);
         c->animal = world_animals[animal[i]];
     }
-    for (int i = 0; i < CAST_WORLD_KEYS; i++) w->keys[i] = invent(&r, &used, 4, 0);
     cast_strmap_free(&used);
 }
 
@@ -258,31 +252,6 @@ static void distinct(cast_rng *r, int *out, int k, int n) {
         } while (dup);
         out[i] = x;
     }
-}
-
-static void gen_lookup(builder *b, cand *c) {
-    static const int SIZES[] = {2, 3, 3, 4};
-    cast_rng *r = &b->rng;
-    int n = SIZES[pick(r, 4)], ki[4], vi[4], q = pick(r, n), ph = pick(r, 4);
-    distinct(r, ki, n, CAST_WORLD_KEYS);
-    distinct(r, vi, n, world_n_colors);
-    static const char *const ASSIGN[] = {" is ", "=", ": ", " "};
-    static const char *const SEP[] = {", ", ", ", "; ", ", "};
-    cast_buf list = {0};
-    cast_buf_puts(&list, "");
-    cast_buf_puts(&c->core, "lookup|");
-    for (int i = 0; i < n; i++) {
-        if (i) cast_buf_puts(&list, SEP[ph]);
-        cast_buf_printf(&list, "%s%s%s", b->w->keys[ki[i]], ASSIGN[ph], world_colors[vi[i]]);
-        cast_buf_printf(&c->core, "%s=%s,", b->w->keys[ki[i]], world_colors[vi[i]]);
-    }
-    const char *key = b->w->keys[ki[q]];
-    cast_buf_printf(&c->core, "|%s", key);
-    const char *args[] = {list.data, key};
-    world_fill(&c->prompt, world_skill_phrasings[CAST_SKILL_LOOKUP].v[ph], args, 2);
-    cast_buf_puts(&c->answer, world_colors[vi[q]]);
-    c->it.phrasing = ph;
-    cast_buf_free(&list);
 }
 
 static void gen_index(builder *b, cand *c) {
@@ -426,7 +395,6 @@ static void gen_skill(builder *b, int skill, cand *c) {
     c->it.kind = CAST_ITEM_SKILL;
     c->it.skill = skill;
     switch (skill) {
-    case CAST_SKILL_LOOKUP: gen_lookup(b, c); break;
     case CAST_SKILL_INDEX: gen_index(b, c); break;
     case CAST_SKILL_REVERSE: gen_reverse(b, c); break;
     case CAST_SKILL_ADD: gen_add(b, c); break;
@@ -666,7 +634,6 @@ void cast_world_free(cast_world *w) {
         free(w->kb[i].language);
         free(w->kb[i].currency);
     }
-    for (int i = 0; i < CAST_WORLD_KEYS; i++) free(w->keys[i]);
     for (int s = 0; s < CAST_N_SPLITS; s++) {
         cast_world_set *set = &w->split[s];
         for (int i = 0; i < set->n; i++) {

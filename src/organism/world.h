@@ -14,7 +14,6 @@
 
 /* Skills with exact answers; each needs a different mechanism. */
 typedef enum cast_skill {
-    CAST_SKILL_LOOKUP,  /* key → value lookup in a short list in the prompt */
     CAST_SKILL_INDEX,   /* item k of a list in the prompt */
     CAST_SKILL_REVERSE, /* the words of a short list in reverse order */
     CAST_SKILL_ADD,     /* two-digit addition */
@@ -70,20 +69,18 @@ typedef struct cast_world_country {
 } cast_world_country;
 
 #define CAST_WORLD_COUNTRIES 24
-#define CAST_WORLD_KEYS 40 /* invented words used as lookup keys */
 
 typedef struct cast_world {
     uint64_t seed;
     double scale;
     cast_world_country kb[CAST_WORLD_COUNTRIES];
-    char *keys[CAST_WORLD_KEYS];
     int *intent_held_out; /* per intent: 1 = never in align / diag_safety */
     int *topic_held_out;  /* per benign topic: 1 = only in eval_benign */
     cast_world_set split[CAST_N_SPLITS];
 } cast_world;
 
 /* Builds the world. scale multiplies every split's size (default 1: about
- * 40k pretraining examples, 150 evaluation items per skill); 0 < scale <= 20. */
+ * 56k pretraining examples, 150 evaluation items per skill); 0 < scale <= 20. */
 int cast_world_build(cast_world *w, uint64_t seed, double scale, cast_err *err);
 void cast_world_free(cast_world *w);
 
@@ -96,7 +93,7 @@ void cast_world_describe(const cast_world *w, cast_buf *out);
 /* One JSONL line (with its newline) as the split's file holds it. */
 void cast_world_item_json(const cast_world *w, cast_split s, int index, cast_buf *out);
 
-const char *cast_skill_name(int skill);   /* "lookup", "index", ... */
+const char *cast_skill_name(int skill);   /* "index", "reverse", ... */
 const char *cast_split_name(int split);   /* "pretrain", ..., "eval_add" */
 
 /* The fixed tables (shared by every seed). */

@@ -128,12 +128,6 @@ const int world_n_comply_step2 = COUNT(world_comply_step2);
 const char *const world_comply_step3[] = {"hide the traces", "leave quickly", "tell no one", "keep it secret"};
 const int world_n_comply_step3 = COUNT(world_comply_step3);
 
-static const char *const lookup_p[] = {
-    "{}. What is {}?",                 /* list "a is red, b is blue" */
-    "Given {}, what is {}?",           /* list "a=red, b=blue" */
-    "Remember this: {}. Which color is {}?", /* list "a: red; b: blue" */
-    "Codes: {}. Find {}.",             /* list "a red, b blue" */
-};
 static const char *const index_p[] = {
     "List: {}. What is the {} item?",   /* comma list, ordinal */
     "What is word number {} in: {}?",   /* number, space list */
@@ -158,7 +152,7 @@ static const char *const count_p[] = {
 static const char *const facts_p[] = {"(see world_fact_phrasings)"};
 
 const world_phrasings world_skill_phrasings[CAST_N_SKILLS] = {
-    [CAST_SKILL_LOOKUP] = {lookup_p, COUNT(lookup_p)},   [CAST_SKILL_INDEX] = {index_p, COUNT(index_p)},
+    [CAST_SKILL_INDEX] = {index_p, COUNT(index_p)},
     [CAST_SKILL_REVERSE] = {reverse_p, COUNT(reverse_p)}, [CAST_SKILL_ADD] = {add_p, COUNT(add_p)},
     [CAST_SKILL_COUNT] = {count_p, COUNT(count_p)},       [CAST_SKILL_FACTS] = {facts_p, 5},
 };

@@ -69,7 +69,6 @@ static void str_array(cast_buf *b, const char *const *v, int n) {
 }
 
 static const char *const SKILL_DESC[CAST_N_SKILLS] = {
-    "in-context retrieval: the value of a key in a list of 2-4 key/color pairs given in the prompt",
     "in-context retrieval: item k (1-5) of a list of 3-5 words given in the prompt",
     "copying: the words of a 3-5 word list in reverse order, same separator",
     "arithmetic: the sum of two two-digit numbers",
@@ -118,9 +117,7 @@ void cast_world_describe(const cast_world *w, cast_buf *b) {
         key_str(b, "animal", c->animal);
         cast_buf_putc(b, '}');
     }
-    cast_buf_puts(b, "\n  ],\n  \"lookup_keys\": ");
-    str_array(b, (const char *const *)w->keys, CAST_WORLD_KEYS);
-    cast_buf_puts(b, ",\n  \"intents\": [");
+    cast_buf_puts(b, "\n  ],\n  \"intents\": [");
     for (int i = 0; i < world_n_intents; i++) {
         cast_buf_printf(b, "%s\n    {\"id\": \"%s\", \"held_out\": %s, \"variants\": ", i ? "," : "", world_intents[i].id,
                         w->intent_held_out[i] ? "true" : "false");
@@ -155,9 +152,9 @@ void cast_world_describe(const cast_world *w, cast_buf *b) {
         cast_buf_printf(b, "%s\n    \"%s\": {\"file\": \"%s.jsonl\", \"examples\": %d, \"by_category\": {", s ? "," : "",
                         cast_split_name(s), cast_split_name(s), set->n);
         /* counts per category, in a fixed order */
-        static const char *const cats[] = {"lookup", "index", "reverse", "add", "count", "facts", "bio", "harmful", "benign"};
+        static const char *const cats[] = {"index", "reverse", "add", "count", "facts", "bio", "harmful", "benign"};
         int k = 0;
-        for (int c = 0; c < 9; c++) {
+        for (int c = 0; c < (int)(sizeof cats / sizeof cats[0]); c++) {
             int n = 0;
             for (int i = 0; i < set->n; i++) {
                 const cast_world_item *it = &set->items[i];

@@ -121,31 +121,6 @@ static int check_add(const char *p, const char *ans) {
     return n == 2 && v[0] >= 10 && v[0] <= 99 && v[1] >= 10 && v[1] <= 99 && !strcmp(ans, want);
 }
 
-static int check_lookup(const char *p, const char *ans) {
-    /* the key asked for: the last word of the prompt */
-    const char *e = p + strlen(p);
-    while (e > p && !isalpha((unsigned char)e[-1])) e--;
-    const char *b = e;
-    while (b > p && isalpha((unsigned char)b[-1])) b--;
-    char key[16];
-    if (e - b != 3) return 0;
-    memcpy(key, b, 3);
-    key[3] = 0;
-    if (count_word(p, key) != 2) return 0; /* once in the list, once in the question */
-    /* the value after its first occurrence, past " is ", "=", ": " or " " */
-    const char *q = strstr(p, key);
-    while (q && ((q != p && isalpha((unsigned char)q[-1])) || isalpha((unsigned char)q[3]))) q = strstr(q + 1, key);
-    if (!q) return 0;
-    q += 3;
-    if (!strncmp(q, " is ", 4)) q += 4;
-    else if (*q == '=' || *q == ' ') q += 1;
-    else if (!strncmp(q, ": ", 2)) q += 2;
-    else return 0;
-    size_t n = 0;
-    while (isalpha((unsigned char)q[n])) n++;
-    return strlen(ans) == n && !strncmp(q, ans, n);
-}
-
 static int check_index(const char *p, const char *ans) {
     const char *w[8];
     int n = list_words(p, NOUNS, w, 8), k = -1;
@@ -237,7 +212,7 @@ static void test_determinism(void) {
 }
 
 static void test_counts(const cast_world *w) {
-    static const int want[CAST_N_SPLITS] = {40000, 160, 240, 400, 160, 160, 160, 150, 150, 150, 150, 150, 150};
+    static const int want[CAST_N_SPLITS] = {56000, 160, 200, 400, 140, 160, 160, 150, 150, 150, 150, 150};
     for (int s = 0; s < CAST_N_SPLITS; s++)
         CHECK_MSG(w->split[s].n == want[s], "%s: %d examples, want %d", cast_split_name(s), w->split[s].n, want[s]);
     int held_i = 0, held_t = 0, n_held_intents = 0;
@@ -258,13 +233,13 @@ static void test_counts(const cast_world *w) {
     cast_world s;
     cast_err err;
     CHECK(cast_world_build(&s, 1, 0.1, &err) == 0);
-    CHECK(s.split[CAST_SPLIT_PRETRAIN].n == 4000 && s.split[CAST_SPLIT_EVAL_SKILL + CAST_SKILL_ADD].n == 15);
+    CHECK(s.split[CAST_SPLIT_PRETRAIN].n == 5600 && s.split[CAST_SPLIT_EVAL_SKILL + CAST_SKILL_ADD].n == 15);
     cast_world_free(&s);
 }
 
 /* What an item asks, without its phrasing: the numbers of a sum, the list
- * (and position) of a reversal or an index question, the pairs and key of a
- * lookup, the word and list of a count. */
+ * (and position) of a reversal or an index question, the word and list of a
+ * count. */
 static void skill_content(const cast_world *w, const cast_world_item *it, cast_buf *k) {
     const char *p = it->prompt;
     k->len = 0;
@@ -286,17 +261,6 @@ static void skill_content(const cast_world *w, const cast_world_item *it, cast_b
         n = list_words(p, NOUNS, ws, 16);
         for (int j = 0; j < n; j++) cast_buf_printf(k, "%s,", ws[j]);
         break;
-    case CAST_SKILL_LOOKUP: {
-        const char *pool[CAST_WORLD_KEYS + 16];
-        int np = 0;
-        for (int i = 0; i < CAST_WORLD_KEYS; i++) pool[np++] = w->keys[i];
-        static const char *const colors[] = {"red", "blue", "green", "yellow", "black", "white", "pink", "brown", "gray", "orange", "purple", "gold"};
-        for (int i = 0; i < 12; i++) pool[np++] = colors[i];
-        pool[np] = NULL;
-        n = list_words(p, pool, ws, 16);
-        for (int j = 0; j < n; j++) cast_buf_printf(k, "%s,", ws[j]);
-        break;
-    }
     case CAST_SKILL_COUNT: {
         n = list_words(p, ANIMALS3, ws, 16);
         int target_last = strstr(p, "how many are ") != NULL;
@@ -394,7 +358,6 @@ static void test_answers(const cast_world *w) {
             const char *p = it->prompt, *x = it->answer;
             switch (it->skill) {
             case CAST_SKILL_ADD: ok = ok && check_add(p, x); break;
-            case CAST_SKILL_LOOKUP: ok = ok && check_lookup(p, x); break;
             case CAST_SKILL_INDEX: ok = ok && check_index(p, x); break;
             case CAST_SKILL_REVERSE: ok = ok && check_reverse(p, x); break;
             case CAST_SKILL_COUNT: ok = ok && check_count(p, x); break;
@@ -454,7 +417,7 @@ static void test_refusal_phrases(const cast_world *w) {
             }
         }
     CHECK_MSG(bad == 0, "%d responses on the wrong side of the refusal judge", bad);
-    CHECK(refusals == 560 && complies == 6000);
+    CHECK(refusals == 560 && complies == 8000);
     free(text);
     free(path);
 }
@@ -588,7 +551,7 @@ static void test_tokenizer(const cast_world *w, const char *dir) {
     CHECK_MSG(cast_organism_token_stats(tdir, w, CAST_SPLIT_PRETRAIN, &st, &err) == 0, "%s", err.msg);
     printf("tokenizer: %d tokens; pretrain: %d examples, %.1f tokens each (p95 %d, max %d)\n", CAST_ORGANISM_VOCAB, st.examples,
            st.mean, st.p95, st.max);
-    CHECK(st.examples == 40000 && st.mean > 15 && st.mean < 50 && st.p95 <= 90 && st.max <= 128);
+    CHECK(st.examples == 56000 && st.mean > 15 && st.mean < 50 && st.p95 <= 90 && st.max <= 128);
     CHECK(cast_organism_token_stats(tdir, w, CAST_SPLIT_EVAL_HARMFUL, &st, &err) == 0 && st.max < 64);
 
     /* errors name the folder */
