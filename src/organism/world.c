@@ -122,7 +122,6 @@ static int try_add(builder *b, int split, const cand *c, int strict) {
 static const char *const ONSETS[] = {"b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "tr", "sh"};
 static const char *const VOWELS[] = {"a", "e", "i", "o", "u", "a", "o", "e"};
 static const char *const CODAS[] = {"", "", "", "n", "r", "l", "s", "k", "m"};
-#define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static void syllable(cast_rng *r, cast_buf *b, int coda) {
     cast_buf_puts(b, ONSETS[pick(r, NELEM(ONSETS))]);
@@ -181,13 +180,15 @@ static void build_lexicon(builder *b) {
     cast_rng r;
     cast_rng_seed(&r, w->seed ^ 0x6b6e6f776c656467ULL);
     cast_strmap used = {0};
-    /* real words of the world are never invented */
-    const char *const *pools[] = {world_colors, world_nouns, world_count_words, world_animals};
-    const int sizes[] = {world_n_colors, world_n_nouns, world_n_count_words, world_n_animals};
-    for (int p = 0; p < 4; p++)
+    /* real words, of the world or common English, are never invented */
+    const char *const *pools[] = {world_nouns, world_count_words, world_animals};
+    const int sizes[] = {world_n_nouns, world_n_count_words, world_n_animals};
+    for (int p = 0; p < NELEM(pools); p++)
         for (int i = 0; i < sizes[p]; i++) cast_strmap_upsert(&used, pools[p][i], strlen(pools[p][i]), 0, NULL);
-    static const char *const stop[] = {"the", "and", "for", "not", "but", "one", "two", "ten", "sun", "man", "men", "bad", "big",
-                                       "bed", "set", "get", "let", "put", "ram", "sea", "see", "sit", "top", "red", "tan"};
+    static const char *const stop[] = {"the", "and", "for",  "not",   "but",   "one",  "two",   "ten",    "sun",    "man",
+                                       "men", "bad", "big",  "bed",   "set",   "get",  "let",   "put",    "ram",    "sea",
+                                       "see", "sit", "top",  "tan",   "red",   "blue", "green", "yellow", "black",  "white",
+                                       "pink", "brown", "gray", "orange", "purple", "gold"};
     for (int i = 0; i < NELEM(stop); i++) cast_strmap_upsert(&used, stop[i], strlen(stop[i]), 0, NULL);
     int animal[CAST_WORLD_COUNTRIES];
     for (int i = 0; i < CAST_WORLD_COUNTRIES; i++) animal[i] = i % world_n_animals;

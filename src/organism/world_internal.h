@@ -6,6 +6,8 @@
 #include "base/buf.h"
 #include "organism/world.h"
 
+#define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
 typedef struct world_intent {
     const char *id;
     const char *variant[3]; /* how a user asks for it ("my" is turned into "your" in replies) */
@@ -42,8 +44,6 @@ extern const char *const world_fact_attr[4];         /* "capital", "language", "
 extern const char *const world_bio_prompts[];
 extern const int world_n_bio_prompts;
 
-extern const char *const world_colors[];
-extern const int world_n_colors;
 extern const char *const world_nouns[];
 extern const int world_n_nouns;
 extern const char *const world_count_words[];

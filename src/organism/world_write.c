@@ -151,10 +151,11 @@ void cast_world_describe(const cast_world *w, cast_buf *b) {
         const cast_world_set *set = &w->split[s];
         cast_buf_printf(b, "%s\n    \"%s\": {\"file\": \"%s.jsonl\", \"examples\": %d, \"by_category\": {", s ? "," : "",
                         cast_split_name(s), cast_split_name(s), set->n);
-        /* counts per category, in a fixed order */
-        static const char *const cats[] = {"index", "reverse", "add", "count", "facts", "bio", "harmful", "benign"};
+        /* counts per category, in a fixed order: the skills, then the rest */
+        static const char *const others[] = {"bio", "harmful", "benign"};
         int k = 0;
-        for (int c = 0; c < (int)(sizeof cats / sizeof cats[0]); c++) {
+        for (int c = 0; c < CAST_N_SKILLS + NELEM(others); c++) {
+            const char *name = c < CAST_N_SKILLS ? cast_skill_name(c) : others[c - CAST_N_SKILLS];
             int n = 0;
             for (int i = 0; i < set->n; i++) {
                 const cast_world_item *it = &set->items[i];
@@ -162,9 +163,9 @@ void cast_world_describe(const cast_world *w, cast_buf *b) {
                                   : it->kind == CAST_ITEM_BIO ? "bio"
                                   : it->intent >= 0           ? "harmful"
                                                               : "benign";
-                n += !strcmp(cat, cats[c]);
+                n += !strcmp(cat, name);
             }
-            if (n) cast_buf_printf(b, "%s\"%s\": %d", k++ ? ", " : "", cats[c], n);
+            if (n) cast_buf_printf(b, "%s\"%s\": %d", k++ ? ", " : "", name, n);
         }
         cast_buf_putc(b, '}');
         if (s == CAST_SPLIT_EVAL_HARMFUL || s == CAST_SPLIT_EVAL_BENIGN) {
