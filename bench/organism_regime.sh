@@ -38,4 +38,4 @@ while read -r lr steps anchor; do
     [ "$anchor" != 0 ] && args+=(--utility "$W/align_anchor.jsonl" --anchor-weight "$anchor")
     "$CAST" tune "$BASE" --safety "$W/align.jsonl" --out "$TMP/tuned" "${args[@]}" > /dev/null
     evaluate "$TMP/tuned" "lr $lr steps $steps anchor $anchor"
-done < "${REGIMES:-/dev/stdin}"
+done
