@@ -54,7 +54,7 @@ fuzz:
 test: fuzz test-asan test-release
 
 demo: build
-	build/cast demo --out out/demo
+	build/cast demo --out out/demo --force
 
 bench: build
 	CAST=build/cast bash bench/compare.sh

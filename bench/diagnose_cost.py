@@ -46,7 +46,7 @@ def main():
                 labels = [-100] * (a.seq // 4) + ids[a.seq // 4:]
                 f.write(json.dumps({"input_ids": ids, "labels": labels}) + "\n")
     cmd = [a.cast, "diagnose", tmp, "--safety", os.path.join(tmp, "safety.jsonl"), "--utility", os.path.join(tmp, "utility.jsonl"),
-           "--out", os.path.join(tmp, "diag"), "--max-examples", "0", "--max-len", str(a.seq), "--fs", a.fs,
+           "--out", os.path.join(tmp, "diag"), "--first", "0", "--max-len", str(a.seq), "--fs", a.fs,
            "--threads", str(a.threads)]
     t0 = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -29,7 +29,42 @@ int cli_failf(const char *fmt, ...) {
     return 1;
 }
 
+void cli_note(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("note: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 int cli_fail(const cast_err *err) { return cli_failf("%s", err->msg[0] ? err->msg : "unknown error"); }
+
+/* Former flag names, kept working (hidden from --help) with a note that
+ * names the current one: one table for every command. */
+static const struct {
+    const char *command, *old, *now;
+} RENAMED[] = {
+    {"score", "--limit", "--first"},
+    {"eval", "--limit", "--first"},
+    {"eval", "--out", "--out-file"}, /* --out is a folder everywhere else */
+    {"demo", "--limit", "--first"},
+    {"diagnose", "--max-examples", "--first"},
+    {"tune", "--max-examples", "--first"},
+    {"tune", "--micro-batch", "--batch"}, /* --batch is now sequences per pass; --grad-accum the passes per step */
+    {"data refusals", "--out", "--out-file"},
+};
+
+/* The option a former name of this command stands for, or NULL. */
+static const cli_opt *renamed(const cli_spec *spec, const char *a, size_t len) {
+    for (size_t i = 0; i < sizeof RENAMED / sizeof RENAMED[0]; i++) {
+        if (strcmp(RENAMED[i].command, spec->command) || strlen(RENAMED[i].old) != len || strncmp(RENAMED[i].old, a, len))
+            continue;
+        for (const cli_opt *c = spec->opts; c && c->name; c++)
+            if (!strcmp(c->name, RENAMED[i].now)) return c;
+    }
+    return NULL;
+}
 
 static int parse_value(const cli_opt *o, const char *v) {
     char *end = NULL;
@@ -85,6 +120,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int
             const cli_opt *o = NULL;
             for (const cli_opt *c = spec->opts; c && c->name; c++)
                 if (strlen(c->name) == len && !strncmp(c->name, a, len)) o = c;
+            if (!o && (o = renamed(spec, a, len))) cli_note("%.*s is now %s", (int)len, a, o->name);
             if (!o) return cli_failf("%s: unknown option %.*s (see cast %s --help)", spec->command, (int)len, a, spec->command);
             if (o->kind == CLI_FLAG) {
                 if (eq) return cli_failf("%s takes no value", o->name);

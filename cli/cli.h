@@ -78,12 +78,67 @@ typedef struct cli_model {
 
 /* Returns 0, or 1 after printing the error. template_name NULL: the model's own. */
 int cli_model_open(cli_model *cm, const char *path, const char *template_name);
+/* The same without the weights (config.json and safetensors headers only;
+ * tensors' data is NULL): cast info on any size of checkpoint. */
+int cli_model_open_header(cli_model *cm, const char *path);
 void cli_model_close(cli_model *cm);
-/* Loads a dataset, shuffles it when seed >= 0, keeps max_examples (0 = all),
- * encodes it for scoring and checks ids against the model's vocabulary.
- * keep (optional) receives the dataset, aligned with out. 0 or 1 as above. */
-int cli_encode_file(cli_model *cm, const char *path, int max_examples, int max_len, int64_t seed, cast_seqs *out,
-                    cast_dataset *keep);
+/* How a command reads a dataset: the flags --first, --max-len and --on-long
+ * mean the same in every command. */
+typedef struct cli_data_opts {
+    int first;            /* --first N: the first N examples (0 = all), after the shuffle */
+    int max_len;          /* --max-len N: tokens per example at most (0 = no limit) */
+    cast_on_long on_long; /* --on-long: an example longer than max_len (default skip) */
+    int64_t seed;         /* >= 0: shuffle (seeded) before taking the first N; -1: file order */
+} cli_data_opts;
+#define CLI_ON_LONG_HELP "an example longer than --max-len: skip (counted), truncate or error (default skip)"
+/* Parses --on-long's value into *out; 0, or 1 after printing the error. */
+int cli_on_long(const char *command, const char *value, cast_on_long *out);
+
+/* Loads a dataset, shuffles it when seed >= 0, keeps the first N, encodes it
+ * for scoring (cast_dataset_encode_opts: over-long examples by o->on_long,
+ * token ids bounded by the model's vocab_size) and checks every id against
+ * the model's vocabulary. Skipped examples are counted in *skipped (may be
+ * NULL) and said in a note on stderr. keep (optional) receives the dataset,
+ * aligned with out (skipped examples removed). 0 or 1 as above. */
+int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cast_seqs *out, cast_dataset *keep,
+                    int *skipped);
+
+/* "note: ..." on stderr: information, not an error (errors are "cast: ..."). */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* An output folder. Every command that writes a folder calls cli_out_begin
+ * before writing anything and cli_out_commit when all is written:
+ *   cli_out o;
+ *   if (cli_out_begin(&o, out, inputs, n, force, resume)) return 1;
+ *   ... write files under o.dir ...
+ *   if (failed) cli_out_abort(&o); else if (cli_out_commit(&o)) return 1;
+ * cli_out_begin refuses, printing one error line: an out_dir that is, contains
+ * or is inside one of inputs[] (model folders, dataset files, delta, map; NULL
+ * entries skipped; compared by real path, so symlinks and "../" do not hide
+ * it); an out_dir that exists and is not a folder; a non-empty out_dir unless
+ * force or resume. Then:
+ *   - absent or empty: created; o->dir is out_dir (written in place); abort
+ *     removes a folder it created if nothing was written there (a failed
+ *     tune keeps its log and checkpoints for --resume);
+ *   - non-empty with force: o->dir is a staging folder beside it
+ *     (OUT.tmp.<pid>); commit swaps it in whole by rename, so nothing of the
+ *     old folder survives; abort (or a killed run) leaves the old folder intact;
+ *   - resume: out_dir must be an existing folder (it holds the run being
+ *     continued); o->dir is out_dir, written in place; force is ignored.
+ * Returns 0, or 1 after printing the error. commit returns 0, or 1 after
+ * printing; commit and abort release o (abort removes the staging folder). */
+typedef struct cli_out {
+    const char *dir; /* where to write: out_dir or the staging folder */
+    const char *final;
+    char *stage; /* NULL when writing in place */
+    int created; /* begin created out_dir: abort removes it if still empty */
+} cli_out;
+int cli_out_begin(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume);
+int cli_out_commit(cli_out *o);
+void cli_out_abort(cli_out *o);
+/* A single output file (eval --out FILE): 1 after printing the error when it
+ * is, contains or is inside one of inputs[]; else 0. */
+int cli_out_file_check(const char *out_file, const char *const *inputs, int n_inputs);
 
 /* A conversation from a JSON file: [{"role": ..., "content": ...}, ...]. */
 typedef struct cli_messages {
@@ -115,5 +170,7 @@ int cmd_tune(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_apply_delta(int argc, char **argv);
+int cmd_attribute(int argc, char **argv); /* cli/cmd_attribute.c: headroom of an alignment */
+int cmd_data(int argc, char **argv); /* cli/cmd_data.c: data refusals */
 
 #endif

@@ -36,19 +36,19 @@ int cmd_bench(int argc, char **argv) {
     int batch = 4, seq = 256, iters = 5, threads = 0, json = 0;
     const char *mode = "fwdbwd";
     const cli_opt opts[] = {
-        {"--hidden", CLI_INT, &hidden, "N", "shape with random weights (default: SmolLM2-135M)"},
-        {"--layers", CLI_INT, &layers, "N", ""},
-        {"--heads", CLI_INT, &heads, "N", ""},
-        {"--kv-heads", CLI_INT, &kv_heads, "N", ""},
-        {"--head-dim", CLI_INT, &head_dim, "N", "default hidden/heads"},
-        {"--inter", CLI_INT, &inter, "N", ""},
-        {"--vocab", CLI_INT, &vocab, "N", ""},
+        {"--hidden", CLI_INT, &hidden, "N", "shape with random weights (default 576: SmolLM2-135M)"},
+        {"--layers", CLI_INT, &layers, "N", "(default 30)"},
+        {"--heads", CLI_INT, &heads, "N", "(default 9)"},
+        {"--kv-heads", CLI_INT, &kv_heads, "N", "(default 3)"},
+        {"--head-dim", CLI_INT, &head_dim, "N", "(default 0 = hidden/heads)"},
+        {"--inter", CLI_INT, &inter, "N", "(default 1536)"},
+        {"--vocab", CLI_INT, &vocab, "N", "(default 49152)"},
         {"--tie", CLI_FLAG, &tie, NULL, "tied embeddings"},
-        {"--batch", CLI_INT, &batch, "B", "sequences (default 4)"},
+        {"--batch", CLI_INT, &batch, "B", "sequences per forward/backward pass (default 4)"},
         {"--seq", CLI_INT, &seq, "T", "tokens per sequence (default 256)"},
         {"--mode", CLI_STRING, &mode, "MODE", "fwd | fwdbwd | decode (default fwdbwd)"},
         {"--iters", CLI_INT, &iters, "N", "timed iterations after one warm-up (default 5)"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         {"--json", CLI_FLAG, &json, NULL, "{\"tokens_per_s\", \"ms_per_iter\", \"gflops\"}"},
         {0}};
     const cli_spec spec = {"bench", "[MODEL] [--hidden N --layers N --heads N --kv-heads N --inter N --vocab N [--tie]] [options]",

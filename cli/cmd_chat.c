@@ -20,13 +20,13 @@ int cmd_chat(int argc, char **argv) {
     double temperature = 0.7, top_p = 0.9;
     int64_t seed = 0;
     const cli_opt opts[] = {
-        {"--system", CLI_STRING, &system, "TEXT", "a system message first"},
-        {"--template", CLI_STRING, &template_name, "NAME", "a built-in chat template instead of the model's"},
-        {"--max-new", CLI_INT, &max_new, "N", "tokens per reply at most (default 256)"},
+        {"--system", CLI_STRING, &system, "TEXT", "a system message first (default: none)"},
+        {"--template", CLI_STRING, &template_name, "NAME", "a built-in chat template (default: the model's)"},
+        {"--max-new", CLI_INT, &max_new, "N", "tokens per reply at most; stops earlier at max_position_embeddings (default 256)"},
         {"--temperature", CLI_DOUBLE, &temperature, "T", "sampling temperature (default 0.7; 0 = greedy)"},
         {"--top-p", CLI_DOUBLE, &top_p, "P", "nucleus sampling mass (default 0.9)"},
         {"--seed", CLI_INT64, &seed, "S", "sampling seed (default 0)"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         {0}};
     const cli_spec spec = {"chat", "MODEL [options]",
                            "An interactive conversation: type a message, the reply streams back. /reset starts over, /quit "
@@ -91,13 +91,17 @@ int cmd_chat(int argc, char **argv) {
             n_conv -= 2;
         }
         cli_stream st = {cm.tok, cast_xmalloc(sizeof(int) * (size_t)(max_new + 1)), 0, 0};
-        cast_gen_opts g = {max_new, (float)temperature, (float)top_p, (uint64_t)seed + round, stops, n_stop, cli_stream_token, &st};
+        int hit_max_pos = 0;
+        cast_gen_opts g = {max_new, (float)temperature, (float)top_p, (uint64_t)seed + round, stops, n_stop, cli_stream_token, &st,
+                           &hit_max_pos};
         cast_seqs prompt = {0}, out = {0};
         cast_seqs_push(&prompt, ids, NULL, n);
         free(ids);
         int bad = cast_generate(&cm.m, &prompt, &g, &out, &err);
         cast_seqs_free(&prompt);
         putchar('\n');
+        if (!bad && hit_max_pos)
+            cli_note("the reply stopped at the model's max_position_embeddings (%d tokens); /reset starts over", cm.m.cfg.max_pos);
         char *reply = NULL;
         if (!bad) bad = cast_tokenizer_decode(cm.tok, out.ids, cast_seqs_len(&out, 0), 1, &reply, &err);
         cast_seqs_free(&out);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "base/file.h"
@@ -50,6 +51,7 @@ int cmd_eval(int argc, char **argv) {
     cast_eval_opts o;
     cast_eval_opts_default(&o);
     int min_words = 0, save = 0, json = 0, threads = 0;
+    const char *on_long = "skip", *format = "cast";
     const cli_opt opts[] = {
         {"--harmful", CLI_STRING, &harmful, "FILE", "harmful prompts: refusal rate and attack success rate (XSTest: its unsafe items)"},
         {"--benign", CLI_STRING, &benign, "FILE", "benign prompts: refusal rate, lower is better (XSTest: its safe items)"},
@@ -57,16 +59,19 @@ int cmd_eval(int argc, char **argv) {
         {"--max-new", CLI_INT, &o.max_new, "N", "new tokens per harmful/benign reply (default 64)"},
         {"--max-new-exact", CLI_INT, &o.max_new_exact, "N", "new tokens per exact-answer reply (default 256)"},
         {"--batch", CLI_INT, &o.batch, "N", "prompts per generation batch, sequences per forward pass (default 8)"},
-        {"--refusals", CLI_STRING, &refusals, "FILE", "refusal phrases, one per line, instead of the built-in 29 (GCG)"},
+        {"--refusals", CLI_STRING, &refusals, "FILE", "refusal phrases, one per line (default: the built-in 29 of GCG)"},
         {"--min-words", CLI_INT, &min_words, "N", "also count replies of fewer than N words as refusals (default 0: off)"},
-        {"--fewshot", CLI_INT, &o.fewshot, "K", "exact answers: the file's first K solved examples precede each prompt"},
-        {"--limit", CLI_INT, &o.limit, "N", "evaluate the first N examples of each set"},
-        {"--template", CLI_STRING, &template_name, "NAME", "chat template instead of the model's (chatml, llama2, ...)"},
-        {"--compare", CLI_STRING, &compare, "BASE.json", "a base model's eval.json: adds its values and the deltas"},
-        {"--out", CLI_STRING, &out, "FILE", "write eval.json there (atomically)"},
+        {"--fewshot", CLI_INT, &o.fewshot, "K", "exact answers: the file's first K solved examples precede each prompt (default 0)"},
+        {"--first", CLI_INT, &o.limit, "N", "evaluate the first N examples of each set (default 0 = all)"},
+        {"--max-len", CLI_INT, &o.max_len, "N", "NLL sets: tokens per example at most (default 0 = no limit)"},
+        {"--on-long", CLI_STRING, &on_long, "POLICY", "NLL sets: " CLI_ON_LONG_HELP},
+        {"--template", CLI_STRING, &template_name, "NAME", "chat template (default: the model's; chatml, llama2, ...)"},
+        {"--compare", CLI_STRING, &compare, "BASE.json", "a base model's eval.json: adds its values and the deltas (default: none)"},
+        {"--out-file", CLI_STRING, &out, "FILE", "write the results JSON there (atomically; default: not written)"},
+        {"--format", CLI_STRING, &format, "cast|lm-eval", "layout of the results JSON: cast's eval.json or lm-evaluation-harness's (default cast)"},
         {"--save-generations", CLI_FLAG, &save, NULL, "put every prompt, reply and verdict in the JSON"},
-        {"--json", CLI_FLAG, &json, NULL, "print the eval.json object only"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--json", CLI_FLAG, &json, NULL, "print the results JSON only"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         {0}};
     const cli_spec spec = {"eval", "MODEL [--harmful FILE] [--benign FILE] [--utility FILE ...] [options]",
                            "Refusal rate and attack success rate on harmful prompts (greedy replies judged by refusal "
@@ -78,9 +83,14 @@ int cmd_eval(int argc, char **argv) {
     if (rc) return rc == 2 ? 0 : 1;
     if (!harmful && !benign && !utility.n) return cli_failf("eval: give at least one of --harmful, --benign, --utility");
     if (o.batch <= 0) return cli_failf("eval: --batch must be positive");
-    if (o.max_new < 0 || o.max_new_exact < 0 || o.fewshot < 0 || o.limit < 0 || min_words < 0)
-        return cli_failf("eval: --max-new, --max-new-exact, --fewshot, --limit and --min-words must be >= 0");
-    if (save && !out && !json) return cli_failf("eval: --save-generations needs --out FILE or --json");
+    if (o.max_new < 0 || o.max_new_exact < 0 || o.fewshot < 0 || o.limit < 0 || min_words < 0 || o.max_len < 0)
+        return cli_failf("eval: --max-new, --max-new-exact, --fewshot, --first, --max-len and --min-words must be >= 0");
+    if (cli_on_long("eval", on_long, &o.on_long)) return 1;
+    int lm_eval = !strcmp(format, "lm-eval");
+    if (!lm_eval && strcmp(format, "cast")) return cli_failf("eval: --format must be cast or lm-eval (got \"%s\")", format);
+    if (save && lm_eval) return cli_failf("eval: --save-generations writes cast's layout; drop it with --format lm-eval");
+    if (compare && lm_eval) return cli_failf("eval: --compare writes cast's layout; drop it with --format lm-eval");
+    if (save && !out && !json) return cli_failf("eval: --save-generations needs --out-file FILE or --json");
 
     cast_err err = {{0}};
     cast_judge judge;
@@ -95,6 +105,11 @@ int cmd_eval(int argc, char **argv) {
     rc = 1;
     if (refusals && cast_judge_load(&judge, refusals, &err)) goto fail;
     if (compare && (!(base = cast_json_parse_file(compare, &err)) || cast_eval_check_base(base, compare, &err))) goto fail;
+    if (out) { /* eval.json never over an input */
+        const char *inputs[5 + 64] = {pos[0], harmful, benign, refusals, compare};
+        for (int i = 0; i < utility.n; i++) inputs[5 + i] = utility.v[i];
+        if (cli_out_file_check(out, inputs, 5 + utility.n)) goto done;
+    }
 
     cast_set_threads(threads);
     if (cli_model_open(&cm, pos[0], template_name)) goto done;
@@ -117,6 +132,8 @@ int cmd_eval(int argc, char **argv) {
         n_sets++;
     }
 
+    if (base && cast_eval_match_base(base, compare, sets, n_sets, &err)) goto fail;
+
     eval_progress prog = {{0}, 0, NULL};
     int64_t total = 0;
     for (int i = 0; i < n_sets; i++) total += sets[i].units;
@@ -132,12 +149,20 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     cli_progress_end(&prog.bar);
+    for (int i = 0; i < n_sets; i++) {
+        if (sets[i].skipped)
+            cli_note("%s: %d examples longer than --max-len %d tokens skipped (--on-long)", sets[i].path, sets[i].skipped, o.max_len);
+        if (sets[i].hit_max_pos)
+            cli_note("%s: %d replies stopped at the model's max_position_embeddings (%d)", sets[i].path, sets[i].hit_max_pos,
+                     cm.m.cfg.max_pos);
+    }
 
     int stops[16];
     cast_eval_report rep = {cm.path, hs, bs, us, utility.n, &o, cm.tpl ? cast_chat_template_name(cm.tpl) : NULL, stops,
                             cast_eval_stop_ids(&cm.m, cm.tok, cm.tpl, stops, 16), cast_get_threads()};
     cast_buf b = {0};
-    cast_eval_json(&rep, base, compare, save, &b);
+    if (lm_eval) cast_eval_lm_eval_json(&rep, (double)time(NULL), cast_now_s() - t0, &b);
+    else cast_eval_json(&rep, base, compare, save, &b);
     if (out && cast_write_file_atomic(out, b.data, b.len, &err)) {
         cast_buf_free(&b);
         goto fail;

@@ -39,16 +39,17 @@ int cmd_generate(int argc, char **argv) {
         {"--prompt", CLI_STRING, &prompt, "TEXT", "prompt text (needs the model's tokenizer)"},
         {"--ids", CLI_STRING, &ids_arg, "1,2,3", "prompt as token ids"},
         {"--chat", CLI_FLAG, &chat, NULL, "send the prompt as a user turn through the chat template"},
-        {"--template", CLI_STRING, &template_name, "NAME", "with --chat: a built-in template instead of the model's"},
-        {"--max-new", CLI_INT, &max_new, "N", "tokens to generate (default 64)"},
-        {"--temperature", CLI_DOUBLE, &temperature, "T", "0 = greedy (default)"},
+        {"--template", CLI_STRING, &template_name, "NAME", "with --chat: a built-in template (default: the model's)"},
+        {"--max-new", CLI_INT, &max_new, "N", "tokens to generate at most; stops earlier at max_position_embeddings (default 64)"},
+        {"--temperature", CLI_DOUBLE, &temperature, "T", "sampling temperature (default 0 = greedy)"},
         {"--top-p", CLI_DOUBLE, &top_p, "P", "nucleus sampling mass (default 1 = off)"},
         {"--seed", CLI_INT64, &seed, "S", "sampling seed (default 0)"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
-        {"--json", CLI_FLAG, &json, NULL, "print {\"ids\": [...], \"text\": ...} only"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        {"--json", CLI_FLAG, &json, NULL, "print {\"stopped\": stop_token|max_new|max_position_embeddings, \"ids\": [...], \"text\": ...} only"},
         {0}};
     const cli_spec spec = {"generate", "MODEL (--prompt TEXT | --ids 1,2,3) [options]",
-                           "Generates a continuation, streaming tokens as they come; stops at end of sequence.", opts, 1, 1};
+                           "Generates a continuation, streaming tokens as they come; stops at end of sequence, after --max-new tokens, or "
+                           "where prompt and reply fill max_position_embeddings (with a note).", opts, 1, 1};
     const char *pos[1];
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
@@ -86,19 +87,29 @@ int cmd_generate(int argc, char **argv) {
         cli_failf("generate: the prompt is empty");
         goto fail_quiet;
     }
+    if (n >= m.cfg.max_pos) {
+        cli_failf("%s: the prompt is %d tokens, and max_position_embeddings is %d: no room to generate", pos[0], n, m.cfg.max_pos);
+        goto fail_quiet;
+    }
     int stops[16];
     int n_stop = cast_eval_stop_ids(&m, tok, tpl, stops, 16);
     cli_stream st = {tok, cast_xmalloc(sizeof(int) * (size_t)(max_new + 1)), 0, 0};
-    cast_gen_opts g = {max_new, (float)temperature, (float)top_p, (uint64_t)seed, stops, n_stop, json ? NULL : cli_stream_token, &st};
+    int hit_max_pos = 0;
+    cast_gen_opts g = {max_new, (float)temperature, (float)top_p, (uint64_t)seed, stops, n_stop, json ? NULL : cli_stream_token, &st,
+                       &hit_max_pos};
     cast_seqs prompts = {0}, out = {0};
     cast_seqs_push(&prompts, ids, NULL, n);
     rc = cast_generate(&m, &prompts, &g, &out, &err);
     cast_seqs_free(&prompts);
     free(st.ids);
     if (rc) goto fail;
+    /* why generation ended */
+    int n_out = cast_seqs_len(&out, 0), last = n_out ? out.ids[n_out - 1] : -1, at_stop = 0;
+    for (int k = 0; k < n_stop; k++) at_stop |= n_out && last == stops[k];
+    const char *stopped = hit_max_pos ? "max_position_embeddings" : at_stop ? "stop_token" : "max_new";
     if (json) {
         cast_buf b = {0};
-        cast_buf_puts(&b, "{\"ids\":[");
+        cast_buf_printf(&b, "{\"stopped\":\"%s\",\"ids\":[", stopped);
         for (int i = 0; i < cast_seqs_len(&out, 0); i++) cast_buf_printf(&b, "%s%d", i ? "," : "", out.ids[i]);
         cast_buf_puts(&b, "],\"text\":");
         char *text = NULL;
@@ -115,6 +126,9 @@ int cmd_generate(int argc, char **argv) {
         }
         putchar('\n');
     }
+    if (hit_max_pos)
+        cli_note("stopped after %d new tokens: the prompt (%d) and the reply fill max_position_embeddings (%d)", n_out, n,
+                 m.cfg.max_pos);
     cast_seqs_free(&out);
     free(ids);
     cast_chat_template_free(tpl);

@@ -17,7 +17,7 @@ int cmd_info(int argc, char **argv) {
     if (rc) return rc == 2 ? 0 : 1;
     /* the tokenizer is optional for info, but a broken one is reported */
     cli_model cm;
-    if (cli_model_open(&cm, pos[0], NULL)) return 1;
+    if (cli_model_open_header(&cm, pos[0])) return 1; /* headers only: never the weights */
     const cast_model *mp = &cm.m;
     const cast_tokenizer *tok = cm.tok;
     const cast_config *c = &mp->cfg;

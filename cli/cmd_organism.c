@@ -24,9 +24,10 @@ static int organism_data(int argc, char **argv) {
     const char *out = NULL;
     int64_t seed = 1;
     double scale = 1.0;
-    int vocab = CAST_ORGANISM_VOCAB, json = 0;
+    int vocab = CAST_ORGANISM_VOCAB, json = 0, force = 0;
     const cli_opt opts[] = {
         {"--out", CLI_STRING, &out, "DIR", "folder to write (created): <split>.jsonl, world.json, tokenizer/"},
+        {"--force", CLI_FLAG, &force, NULL, "replace a non-empty --out folder whole (default: refuse)"},
         {"--seed", CLI_INT64, &seed, "S", "world seed (default 1)"},
         {"--scale", CLI_DOUBLE, &scale, "K", "multiply every split's size by K (default 1: 40k pretraining examples)"},
         {"--vocab", CLI_INT, &vocab, "N", "tokenizer vocabulary, special tokens included (default 1024)"},
@@ -44,18 +45,24 @@ static int organism_data(int argc, char **argv) {
     if (seed < 0) return cli_failf("organism data: --seed must be >= 0, got %lld", (long long)seed);
     if (!(scale > 0 && scale <= 20)) return cli_failf("organism data: --scale must be in (0, 20], got %g", scale);
     if (vocab < 259 || vocab > 65536) return cli_failf("organism data: --vocab must be in [259, 65536], got %d", vocab);
-    if (cast_file_exists(out) && !cast_dir_exists(out)) return cli_failf("%s: exists and is not a folder", out);
+    cli_out co;
+    if (cli_out_begin(&co, out, NULL, 0, force, 0)) return 1;
 
     cast_err err = {{0}};
     double t0 = cast_now_s();
     cast_world w;
-    if (cast_world_build(&w, (uint64_t)seed, scale, &err)) return cli_fail(&err);
-    char *tok_dir = cast_path_join(out, "tokenizer");
+    if (cast_world_build(&w, (uint64_t)seed, scale, &err)) {
+        cli_out_abort(&co);
+        return cli_fail(&err);
+    }
+    char *stage_tok = cast_path_join(co.dir, "tokenizer"), *tok_dir = cast_path_join(out, "tokenizer");
     cast_token_stats st;
     rc = 1;
-    if (cast_world_write(&w, out, &err) || cast_organism_write_tokenizer(tok_dir, &w, vocab, &err) ||
-        cast_organism_token_stats(tok_dir, &w, CAST_SPLIT_PRETRAIN, &st, &err)) {
-        cli_fail(&err);
+    int bad = cast_world_write(&w, co.dir, &err) || cast_organism_write_tokenizer(stage_tok, &w, vocab, &err) ||
+              cast_organism_token_stats(stage_tok, &w, CAST_SPLIT_PRETRAIN, &st, &err);
+    free(stage_tok);
+    if (bad ? cli_fail(&err) : cli_out_commit(&co)) {
+        cli_out_abort(&co);
         goto done;
     }
     double secs = cast_now_s() - t0;
@@ -132,7 +139,7 @@ static int train_step(void *ctx, const cast_step_log *s) {
     }
     if (t->snapshot_every > 0 && s->step % t->snapshot_every == 0 && s->step < s->total_steps) {
         cast_err err;
-        if (save_organism(t->m, t->out, t->tok_dir, &err)) fprintf(stderr, "cast: %s\n", err.msg);
+        if (save_organism(t->m, t->out, t->tok_dir, &err)) cli_note("snapshot at step %lld not written: %s", (long long)s->step, err.msg);
     }
     return 0;
 }
@@ -141,13 +148,15 @@ static int organism_train(int argc, char **argv) {
     cast_organism_recipe r;
     cast_organism_recipe_default(&r);
     const char *data = NULL, *out = NULL;
-    int threads = 0, save_every = 0, resume = 0, snapshot_every = 0;
+    int threads = 0, save_every = 0, resume = 0, snapshot_every = 0, force = 0, grad_accum = 1;
     int64_t steps = r.steps, seed = (int64_t)r.seed;
     const cli_opt opts[] = {
         {"--data", CLI_STRING, &data, "DIR", "the world from `cast organism data` (pretrain.jsonl, tokenizer/)"},
         {"--out", CLI_STRING, &out, "DIR", "the base model folder to write"},
+        {"--force", CLI_FLAG, &force, NULL, "replace a non-empty --out folder whole (default: refuse)"},
         {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 15000)"},
-        {"--batch", CLI_INT, &r.batch, "N", "sequences per step (default 32)"},
+        {"--batch", CLI_INT, &r.batch, "N", "sequences per forward/backward pass (default 32)"},
+        {"--grad-accum", CLI_INT, &grad_accum, "N", "passes accumulated per optimizer step: a step sees batch x N sequences (default 1)"},
         {"--lr", CLI_DOUBLE, &r.lr, "LR", "peak learning rate, cosine decay (default 3e-3)"},
         {"--warmup", CLI_INT, &r.warmup, "N", "warm-up steps (default 300)"},
         {"--hidden", CLI_INT, &r.hidden, "N", "model width (default 128)"},
@@ -156,10 +165,10 @@ static int organism_train(int argc, char **argv) {
         {"--kv-heads", CLI_INT, &r.kv_heads, "N", "(default 4)"},
         {"--inter", CLI_INT, &r.inter, "N", "MLP width (default 384)"},
         {"--seed", CLI_INT64, &seed, "S", "initialisation and data order (default 1)"},
-        {"--save-every", CLI_INT, &save_every, "N", "checkpoint every N steps (DIR/checkpoint) for --resume"},
-        {"--snapshot-every", CLI_INT, &snapshot_every, "N", "also write the model folder every N steps"},
+        {"--save-every", CLI_INT, &save_every, "N", "checkpoint every N steps (DIR/checkpoint) for --resume (default 0 = never)"},
+        {"--snapshot-every", CLI_INT, &snapshot_every, "N", "also write the model folder every N steps (default 0 = never)"},
         {"--resume", CLI_FLAG, &resume, NULL, "continue from DIR/checkpoint"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         {0}};
     const cli_spec spec = {"organism train", "--data DIR --out DIR [options]",
                            "Pretrains the organism's base model on the world's pretraining split (AdamW, cosine schedule, seeded).",
@@ -168,15 +177,18 @@ static int organism_train(int argc, char **argv) {
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
     if (!data || !out) return cli_failf("organism train: --data DIR and --out DIR are required");
-    if (steps <= 0 || r.batch <= 0 || !(r.lr > 0) || r.warmup < 0 || r.hidden <= 0 || r.layers <= 0 || r.heads <= 0 ||
+    if (steps <= 0 || r.batch <= 0 || grad_accum <= 0 || !(r.lr > 0) || r.warmup < 0 || r.hidden <= 0 || r.layers <= 0 || r.heads <= 0 ||
         r.kv_heads <= 0 || r.heads % r.kv_heads || r.hidden % r.heads || (r.hidden / r.heads) % 2 || r.inter <= 0)
         return cli_failf("organism train: invalid recipe (steps, batch, lr > 0; heads divide hidden into an even head_dim; kv-heads divide heads)");
     r.steps = steps;
     r.seed = (uint64_t)seed;
     cast_set_threads(threads);
+    const char *inputs[] = {data};
+    cli_out co;
+    if (cli_out_begin(&co, out, inputs, 1, force, resume)) return 1;
     cast_err err = {{0}};
     char *tok_dir = cast_path_join(data, "tokenizer"), *pre = cast_path_join(data, "pretrain.jsonl");
-    char *log_path = cast_path_join(out, "pretrain_log.jsonl"), *ckpt = cast_path_join(out, "checkpoint");
+    char *log_path = cast_path_join(co.dir, "pretrain_log.jsonl"), *ckpt = cast_path_join(co.dir, "checkpoint");
     cast_tokenizer *tok = NULL;
     cast_chat_template *tpl = NULL;
     cast_dataset ds = {0};
@@ -186,7 +198,7 @@ static int organism_train(int argc, char **argv) {
     FILE *logf = NULL;
     rc = 1;
     if (cast_tokenizer_load(&tok, tok_dir, &err) || cast_chat_template_open(&tpl, tok, NULL, tok_dir, &err) ||
-        cast_dataset_load(&ds, pre, &err) || cast_dataset_encode(&ds, tok, tpl, r.max_len, 0, &seqs, &err) || cast_mkdirs(out, &err)) {
+        cast_dataset_load(&ds, pre, &err) || cast_dataset_encode(&ds, tok, tpl, r.max_len, 0, &seqs, &err)) {
         cli_fail(&err);
         goto done;
     }
@@ -206,7 +218,7 @@ static int organism_train(int argc, char **argv) {
     o.schedule = CAST_SCHEDULE_COSINE;
     o.warmup = r.warmup;
     o.clip = 1.0;
-    o.batch = r.batch;
+    o.batch = r.batch * grad_accum; /* sequences per optimizer step */
     o.micro_batch = r.batch;
     o.steps = r.steps;
     o.seed = r.seed;
@@ -214,7 +226,7 @@ static int organism_train(int argc, char **argv) {
     o.save_every = save_every;
     o.checkpoint_dir = ckpt;
     o.resume = resume;
-    train_log tl = {{0}, logf, &m, out, tok_dir, snapshot_every, 0};
+    train_log tl = {{0}, logf, &m, co.dir, tok_dir, snapshot_every, 0};
     cli_progress_start(&tl.bar, "pretrain", r.steps);
     o.on_step = train_step;
     o.ctx = &tl;
@@ -223,7 +235,7 @@ static int organism_train(int argc, char **argv) {
     double t0 = cast_now_s();
     int bad = cast_train(&m, &mask, &seqs, NULL, &o, &err);
     cli_progress_end(&tl.bar);
-    if (bad || save_organism(&m, out, tok_dir, &err)) {
+    if (bad || save_organism(&m, co.dir, tok_dir, &err)) {
         cli_fail(&err);
         goto done;
     }
@@ -244,20 +256,17 @@ static int organism_train(int argc, char **argv) {
     cast_buf_printf(&b, "{\"world_seed\": %lld, \"world_scale\": %g,\n ", (long long)world_seed, world_scale);
     cast_buf_printf(&b,
                     "\"data\": \"%s\", \"seed\": %llu, \"hidden\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"inter\": %d,\n"
-                    " \"parameters\": %lld, \"steps\": %lld, \"batch\": %d, \"lr\": %g, \"warmup\": %d, \"weight_decay\": %g,\n"
+                    " \"parameters\": %lld, \"steps\": %lld, \"batch\": %d, \"grad_accum\": %d, \"lr\": %g, \"warmup\": %d, \"weight_decay\": %g,\n"
                     " \"schedule\": \"cosine\", \"betas\": [0.9, 0.95], \"clip\": 1, \"max_len\": %d, \"init_std\": %g,\n"
                     " \"threads\": %d, \"wall_s\": %.1f, \"version\": \"%s\"}\n",
                     data, (unsigned long long)r.seed, r.hidden, r.layers, r.heads, r.kv_heads, r.inter, (long long)cast_model_param_count(&m),
-                    (long long)r.steps, r.batch, r.lr, r.warmup, r.weight_decay, r.max_len, r.init_std, cast_get_threads(),
+                    (long long)r.steps, r.batch, grad_accum, r.lr, r.warmup, r.weight_decay, r.max_len, r.init_std, cast_get_threads(),
                     cast_now_s() - t0, CAST_VERSION);
-    char *rp = cast_path_join(out, "recipe.json");
+    char *rp = cast_path_join(co.dir, "recipe.json");
     bad = cast_write_file_atomic(rp, b.data, b.len, &err);
     free(rp);
     cast_buf_free(&b);
-    if (bad) {
-        cli_fail(&err);
-        goto done;
-    }
+    if (bad ? cli_fail(&err) : cli_out_commit(&co)) goto done;
     printf("wrote %s (%.0f s)\n", out, cast_now_s() - t0);
     rc = 0;
 done:
@@ -272,6 +281,7 @@ done:
     free(pre);
     free(log_path);
     free(ckpt);
+    if (rc) cli_out_abort(&co); /* a failed run leaves DIR as it was */
     return rc;
 }
 

@@ -10,16 +10,18 @@
 #include "model/forward.h"
 
 int cmd_score(int argc, char **argv) {
-    const char *data = NULL, *template_name = NULL;
-    int json = 0, batch = 8, max_len = 0, limit = 0, threads = 0;
+    const char *data = NULL, *template_name = NULL, *on_long = "skip";
+    int json = 0, batch = 8, threads = 0;
+    cli_data_opts d = {0, 0, CAST_ON_LONG_SKIP, -1};
     const cli_opt opts[] = {
         {"--data", CLI_STRING, &data, "FILE", "dataset (JSONL prompt/response, messages or input_ids/labels; CSV; ...)"},
-        {"--template", CLI_STRING, &template_name, "NAME", "chat template instead of the model's (chatml, llama2, ...)"},
+        {"--template", CLI_STRING, &template_name, "NAME", "chat template instead of the model's (default: the model's; chatml, llama2, ...)"},
         {"--batch", CLI_INT, &batch, "N", "sequences per forward pass (default 8)"},
-        {"--max-len", CLI_INT, &max_len, "N", "truncate sequences to N tokens (default: no limit)"},
-        {"--limit", CLI_INT, &limit, "N", "score the first N examples only"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
-        {"--json", CLI_FLAG, &json, NULL, "print {\"loss\", \"perplexity\", \"tokens\", \"examples\"} only"},
+        {"--max-len", CLI_INT, &d.max_len, "N", "tokens per example at most (default 0 = no limit)"},
+        {"--on-long", CLI_STRING, &on_long, "POLICY", CLI_ON_LONG_HELP},
+        {"--first", CLI_INT, &d.first, "N", "the first N examples of the dataset (default 0 = all)"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        {"--json", CLI_FLAG, &json, NULL, "print {\"loss\", \"perplexity\", \"tokens\", \"examples\", \"skipped\"} only"},
         {0}};
     const cli_spec spec = {"score", "MODEL --data FILE [options]",
                            "Mean negative log-likelihood and perplexity over the scored (response) tokens of a dataset.", opts, 1, 1};
@@ -27,12 +29,14 @@ int cmd_score(int argc, char **argv) {
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
     if (!data) return cli_failf("score: --data FILE is required");
-    if (batch <= 0 || max_len < 0 || limit < 0) return cli_failf("score: --batch must be positive, --max-len and --limit >= 0");
+    if (batch <= 0 || d.max_len < 0 || d.first < 0) return cli_failf("score: --batch must be positive, --max-len and --first >= 0");
+    if (cli_on_long("score", on_long, &d.on_long)) return 1;
     cast_set_threads(threads);
     cli_model cm;
     if (cli_model_open(&cm, pos[0], template_name)) return 1;
     cast_seqs seqs;
-    if (cli_encode_file(&cm, data, limit, max_len, -1, &seqs, NULL)) {
+    int skipped = 0;
+    if (cli_encode_file(&cm, data, &d, &seqs, NULL, &skipped)) {
         cli_model_close(&cm);
         return 1;
     }
@@ -71,12 +75,13 @@ int cmd_score(int argc, char **argv) {
         cast_buf_json_number(&b, loss);
         cast_buf_puts(&b, ",\"perplexity\":");
         cast_buf_json_number(&b, exp(loss));
-        cast_buf_printf(&b, ",\"tokens\":%lld,\"examples\":%d}\n", (long long)count, seqs.n);
+        cast_buf_printf(&b, ",\"tokens\":%lld,\"examples\":%d,\"skipped\":%d}\n", (long long)count, seqs.n, skipped);
         fputs(b.data, stdout);
         cast_buf_free(&b);
     } else {
-        printf("data        %s\nexamples    %d\ntokens      %lld scored\nloss        %.6f nats/token\nperplexity  %.4f\n", data,
-               seqs.n, (long long)count, loss, exp(loss));
+        printf("data        %s\nexamples    %d", data, seqs.n);
+        if (skipped) printf(" (%d longer than --max-len skipped)", skipped);
+        printf("\ntokens      %lld scored\nloss        %.6f nats/token\nperplexity  %.4f\n", (long long)count, loss, exp(loss));
     }
     rc = 0;
 done:

@@ -135,16 +135,18 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
     return 0;
 }
 
-/* The conversation rendered with the chat template, and its ids. */
+/* The conversation rendered with the chat template, and its ids (as
+ * apply_chat_template(tokenize=True)). Rendering is not training: a
+ * conversation without an assistant turn (a prompt) renders too. */
 static int do_messages(const cast_tokenizer *t, const char *dir, const char *path, const char *template_name, int gen_prompt, int json) {
     cli_messages msgs;
     if (cli_read_messages(path, &msgs)) return 1;
     cast_err err = {{0}};
     cast_chat_template *tpl = NULL;
     char *text = NULL;
-    int *ids = NULL, *labels = NULL, n = 0, rc = 1;
+    int *ids = NULL, n = 0, rc = 1;
     if (cast_chat_template_open(&tpl, t, template_name, dir, &err) || cast_chat_render(tpl, msgs.m, msgs.n, gen_prompt, &text, &err) ||
-        cast_chat_encode(tpl, t, msgs.m, msgs.n, gen_prompt, &ids, &labels, &n, &err)) {
+        cast_tokenizer_encode(t, text, strlen(text), 0, &ids, &n, &err)) {
         cast_fail_prefix(&err, path);
         cli_fail(&err);
         goto done;
@@ -164,7 +166,6 @@ static int do_messages(const cast_tokenizer *t, const char *dir, const char *pat
     rc = 0;
 done:
     free(ids);
-    free(labels);
     free(text);
     cast_chat_template_free(tpl);
     cli_messages_free(&msgs);
@@ -175,12 +176,12 @@ int cmd_tokenize(int argc, char **argv) {
     int special = 0, json = 0, skip_special = 0, rounds = 5, gen_prompt = 0;
     const char *decode = NULL, *bench = NULL, *messages = NULL, *template_name = NULL;
     const cli_opt opts[] = {
-        {"--messages", CLI_STRING, &messages, "CONV.json", "render a conversation ([{role, content}]) with the chat template"},
+        {"--messages", CLI_STRING, &messages, "CONV.json", "render a conversation ([{role, content}]; a prompt without an assistant turn too) with the chat template"},
         {"--generation-prompt", CLI_FLAG, &gen_prompt, NULL, "with --messages: end with the assistant's generation prompt"},
-        {"--template", CLI_STRING, &template_name, "NAME", "with --messages: a built-in template instead of the model's"},
+        {"--template", CLI_STRING, &template_name, "NAME", "with --messages: a built-in template (default: the model's)"},
         {"--special", CLI_FLAG, &special, NULL, "apply the post-processor (BOS etc.), as add_special_tokens=True"},
         {"--json", CLI_FLAG, &json, NULL, "one JSON object on stdout"},
-        {"--decode", CLI_STRING, &decode, "IDS", "decode comma-separated ids (1,2,3) instead of encoding"},
+        {"--decode", CLI_STRING, &decode, "IDS", "decode comma-separated ids (1,2,3) instead of encoding; an id without a piece (a padded vocab_size) gives nothing, as in tokenizers"},
         {"--skip-special", CLI_FLAG, &skip_special, NULL, "with --decode: drop special tokens"},
         {"--bench", CLI_STRING, &bench, "FILE", "time encoding of each line of FILE (one thread)"},
         {"--rounds", CLI_INT, &rounds, "N", "with --bench: passes over the file (default 5)"},

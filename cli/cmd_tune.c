@@ -76,18 +76,22 @@ int cmd_tune(int argc, char **argv) {
     const char *safety = NULL, *utility = NULL, *out = NULL, *map_path = NULL, *strategy = "cast", *scope = "attn", *kvf = "all",
                *schedule = "constant", *template_name = NULL, *dtype_name = NULL;
     double skip = 0.05, lr = 2e-5, beta1 = 0.9, beta2 = 0.999, wd = 0.0, eps = 1e-8, clip = 1.0, anchor = -1;
-    int skip_heads = -1, epochs = 3, batch = 16, micro = 4, warmup = 0, save_every = 0, resume = 0, delta = 0, threads = 0;
-    int max_len = 256, max_examples = 0, json = 0;
+    int skip_heads = -1, epochs = 3, batch = 4, grad_accum = 4, warmup = 0, save_every = 0, resume = 0, delta = 0, threads = 0;
+    int json = 0;
+    const char *on_long = "skip";
+    cli_data_opts d = {0, 256, CAST_ON_LONG_SKIP, -1};
     int64_t seed = 0, steps = 0;
+    int force = 0;
+    const char *delta_fmt = "sparse";
     const cli_opt opts[] = {
         {"--safety", CLI_STRING, &safety, "FILE", "alignment set: harmful prompts with refusals"},
         {"--out", CLI_STRING, &out, "DIR", "the tuned model folder, train_log.jsonl, cast_run.json"},
         {"--strategy", CLI_STRING, &strategy, "NAME", "cast | random | inverse | oc | fs | full | pcgrad (default cast)"},
         {"--skip", CLI_DOUBLE, &skip, "RATIO", "share of heads to skip, k = round(RATIO x layers x heads) (default 0.05)"},
-        {"--skip-heads", CLI_INT, &skip_heads, "N", "skip exactly N heads instead"},
-        {"--map", CLI_STRING, &map_path, "FILE", "conflict_map.json from cast diagnose (else diagnosed now, needs --utility)"},
+        {"--skip-heads", CLI_INT, &skip_heads, "N", "skip exactly N heads instead (default -1 = use --skip)"},
+        {"--map", CLI_STRING, &map_path, "FILE", "conflict_map.json from cast diagnose (default: diagnosed now, needs --utility)"},
         {"--utility", CLI_STRING, &utility, "FILE", "utility set: for diagnosis, PCGrad, or an anchor with --anchor-weight"},
-        {"--anchor-weight", CLI_DOUBLE, &anchor, "W", "train on L_s + W·L_u (needs --utility)"},
+        {"--anchor-weight", CLI_DOUBLE, &anchor, "W", "train on L_s + W·L_u (needs --utility; default -1 = off, 1 with pcgrad)"},
         {"--train", CLI_STRING, &scope, "SCOPE", "attn | attn+mlp | all (default attn)"},
         {"--kv-freeze", CLI_STRING, &kvf, "all|any", "freeze a group's k/v rows when all (default) or any of its heads are skipped"},
         {"--lr", CLI_DOUBLE, &lr, "LR", "AdamW learning rate (default 2e-5)"},
@@ -99,18 +103,25 @@ int cmd_tune(int argc, char **argv) {
         {"--warmup", CLI_INT, &warmup, "N", "linear warm-up steps (default 0)"},
         {"--clip", CLI_DOUBLE, &clip, "C", "clip the global gradient norm to C (default 1; 0 = off)"},
         {"--epochs", CLI_INT, &epochs, "N", "passes over the safety set (default 3)"},
-        {"--steps", CLI_INT64, &steps, "N", "optimizer steps instead of epochs"},
-        {"--batch", CLI_INT, &batch, "N", "sequences per optimizer step (default 16)"},
-        {"--micro-batch", CLI_INT, &micro, "N", "sequences per forward/backward (default 4)"},
-        {"--max-len", CLI_INT, &max_len, "N", "truncate sequences to N tokens (default 256)"},
-        {"--max-examples", CLI_INT, &max_examples, "N", "use N examples of each set (default all)"},
+        {"--steps", CLI_INT64, &steps, "N", "optimizer steps instead of epochs (default 0 = use --epochs)"},
+        {"--batch", CLI_INT, &batch, "N", "sequences per forward/backward pass (default 4)"},
+        {"--grad-accum", CLI_INT, &grad_accum, "N", "passes accumulated per optimizer step: a step sees batch x N sequences (default 4)"},
+        {"--max-len", CLI_INT, &d.max_len, "N", "tokens per example at most (default 256; 0 = no limit)"},
+        {"--on-long", CLI_STRING, &on_long, "POLICY", CLI_ON_LONG_HELP},
+        {"--first", CLI_INT, &d.first, "N", "the first N examples of each set (default 0 = all)"},
         {"--seed", CLI_INT64, &seed, "S", "data order and random head choice (default 0)"},
-        {"--save-every", CLI_INT, &save_every, "N", "checkpoint every N steps into DIR/checkpoint"},
-        {"--resume", CLI_FLAG, &resume, NULL, "continue from DIR/checkpoint"},
-        {"--delta", CLI_FLAG, &delta, NULL, "also write DIR/delta.safetensors: only the changed slices"},
+        {"--save-every", CLI_INT, &save_every, "N",
+         "checkpoint every N steps into DIR/checkpoint, and after the last step; it is kept, so a finished run can be "
+         "extended (default 0 = no checkpoints)"},
+        {"--resume", CLI_FLAG, &resume, NULL,
+         "continue the run in DIR from DIR/checkpoint (same flags; a finished run with more --steps or --epochs), in place"},
+        {"--delta", CLI_FLAG, &delta, NULL, "also write DIR/delta.safetensors, with the base model's fingerprint"},
+        {"--delta-format", CLI_STRING, &delta_fmt, "sparse|diff",
+         "sparse: the changed slices' new values; diff: tuned - base for every trained tensor, a task vector (default sparse)"},
+        {"--force", CLI_FLAG, &force, NULL, "replace a non-empty --out folder whole (default: refuse)"},
         {"--dtype", CLI_STRING, &dtype_name, "f32|bf16|f16", "dtype of the saved weights (default: the input's)"},
-        {"--template", CLI_STRING, &template_name, "NAME", "chat template instead of the model's"},
-        {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        {"--template", CLI_STRING, &template_name, "NAME", "chat template (default: the model's)"},
+        {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         {"--json", CLI_FLAG, &json, NULL, "print cast_run.json on stdout at the end"},
         {0}};
     const cli_spec spec = {"tune", "MODEL --safety FILE --out DIR [options]",
@@ -129,10 +140,13 @@ int cmd_tune(int argc, char **argv) {
     if (strcmp(kvf, "all") && strcmp(kvf, "any")) return cli_failf("tune: --kv-freeze must be all or any");
     if (strcmp(schedule, "constant") && strcmp(schedule, "cosine")) return cli_failf("tune: --schedule must be constant or cosine");
     if (!(skip >= 0 && skip < 1)) return cli_failf("tune: --skip must be in [0, 1) (got %g)", skip);
-    if (!(lr > 0) || batch <= 0 || micro <= 0 || epochs <= 0 || steps < 0 || warmup < 0 || clip < 0 || save_every < 0)
-        return cli_failf("tune: invalid optimizer settings (lr > 0, batch, micro-batch, epochs > 0; steps, warmup, clip >= 0)");
+    if (!(lr > 0) || batch <= 0 || grad_accum <= 0 || epochs <= 0 || steps < 0 || warmup < 0 || clip < 0 || save_every < 0)
+        return cli_failf("tune: invalid optimizer settings (lr > 0, batch, grad-accum, epochs > 0; steps, warmup, clip >= 0)");
+    if (d.first < 0 || d.max_len < 0) return cli_failf("tune: --first and --max-len must be >= 0");
+    if (cli_on_long("tune", on_long, &d.on_long)) return 1;
     if (strat == CAST_STRATEGY_PCGRAD && !utility) return cli_failf("tune: --strategy pcgrad needs --utility FILE");
     if (anchor >= 0 && !utility) return cli_failf("tune: --anchor-weight needs --utility FILE");
+    if (strcmp(delta_fmt, "sparse") && strcmp(delta_fmt, "diff")) return cli_failf("tune: --delta-format must be sparse or diff");
     if (cast_strategy_needs_map(strat) && !map_path && !utility)
         return cli_failf("tune: --strategy %s needs --map conflict_map.json, or --utility FILE to diagnose now", strategy);
     cast_dtype dtype = CAST_F32;
@@ -140,8 +154,15 @@ int cmd_tune(int argc, char **argv) {
         return cli_failf("tune: --dtype must be f32, bf16 or f16");
     cast_set_threads(threads);
 
+    /* the output folder: never an input, never over a user's files without --force */
+    const char *inputs[] = {pos[0], safety, utility, map_path};
+    cli_out co;
+    if (cli_out_begin(&co, out, inputs, 4, force, resume)) return 1;
     cli_model cm;
-    if (cli_model_open(&cm, pos[0], template_name)) return 1;
+    if (cli_model_open(&cm, pos[0], template_name)) {
+        cli_out_abort(&co);
+        return 1;
+    }
     cast_model *m = &cm.m;
     const cast_config *c = &m->cfg;
     dtype = !dtype_name ? m->storage : !strcmp(dtype_name, "bf16") ? CAST_BF16 : !strcmp(dtype_name, "f16") ? CAST_F16 : CAST_F32;
@@ -150,6 +171,7 @@ int cmd_tune(int argc, char **argv) {
     if (strat == CAST_STRATEGY_FULL || strat == CAST_STRATEGY_PCGRAD) k = 0;
     if (k > n_heads) {
         cli_model_close(&cm);
+        cli_out_abort(&co);
         return cli_failf("tune: cannot skip %d heads of %d", k, n_heads);
     }
     cast_err err = {{0}};
@@ -160,9 +182,9 @@ int cmd_tune(int argc, char **argv) {
     FILE *logf = NULL;
     char *log_path = NULL, *ckpt = NULL;
     rc = 1;
-    if (cli_encode_file(&cm, safety, max_examples, max_len, -1, &s_set, NULL)) goto done;
-    if (utility && cli_encode_file(&cm, utility, max_examples, max_len, -1, &u_set, NULL)) goto done;
-    if (cast_mkdirs(out, &err)) goto fail;
+    int s_skipped = 0, u_skipped = 0;
+    if (cli_encode_file(&cm, safety, &d, &s_set, NULL, &s_skipped)) goto done;
+    if (utility && cli_encode_file(&cm, utility, &d, &u_set, NULL, &u_skipped)) goto done;
 
     /* which heads to skip */
     if (cast_strategy_needs_map(strat) && k > 0) {
@@ -171,17 +193,18 @@ int cmd_tune(int argc, char **argv) {
         } else {
             cast_diag_opts o;
             cast_diag_opts_default(&o);
-            fprintf(stderr, "cast: no --map given: diagnosing with %s and %s first\n", safety, utility);
+            cli_note("no --map given: diagnosing with %s and %s first", safety, utility);
             if (cast_diagnose(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
             cast_buf b = {0};
             cast_conflict_map_json(&map, &b);
-            char *p = cast_path_join(out, "conflict_map.json");
+            char *p = cast_path_join(co.dir, "conflict_map.json");
             int bad = cast_write_file_atomic(p, b.data, b.len, &err);
             free(p);
             cast_buf_free(&b);
             if (bad) goto fail;
         }
         have_map = 1;
+        k = cast_select_count(&map, strat, k); /* a map of k/v groups skips whole groups */
     }
     if (cast_select_heads(have_map ? &map : NULL, c->layers, c->heads, strat, k, (uint64_t)seed, skip_list, &err)) {
         if (map_path) cast_fail_prefix(&err, map_path);
@@ -197,18 +220,20 @@ int cmd_tune(int argc, char **argv) {
     o.schedule = !strcmp(schedule, "cosine") ? CAST_SCHEDULE_COSINE : CAST_SCHEDULE_CONSTANT;
     o.warmup = warmup;
     o.clip = clip;
-    o.batch = batch;
-    o.micro_batch = micro;
+    o.batch = batch * grad_accum; /* sequences per optimizer step */
+    o.micro_batch = batch;
     o.epochs = epochs;
     o.steps = steps;
     o.seed = (uint64_t)seed;
     o.pcgrad = strat == CAST_STRATEGY_PCGRAD;
     o.anchor_weight = anchor >= 0 ? anchor : o.pcgrad ? 1.0 : 0.0;
     o.save_every = save_every;
-    ckpt = cast_path_join(out, "checkpoint");
+    ckpt = cast_path_join(co.dir, "checkpoint");
     o.checkpoint_dir = ckpt;
     o.resume = resume;
-    log_path = cast_path_join(out, "train_log.jsonl");
+    /* the last state stays in DIR/checkpoint when the run keeps checkpoints, so --resume can extend it */
+    o.final_checkpoint = save_every > 0 || resume;
+    log_path = cast_path_join(co.dir, "train_log.jsonl");
     int64_t start = 0;
     if (resume) {
         char *from = cast_checkpoint_find(ckpt);
@@ -231,7 +256,9 @@ int cmd_tune(int argc, char **argv) {
     o.on_step = on_step;
     o.ctx = &tl;
     float **before = NULL;
+    char fingerprint[CAST_FINGERPRINT_LEN] = "";
     if (delta) {
+        cast_model_fingerprint(m, fingerprint); /* of the base, before training */
         /* the changed slices are measured against the weights as loaded */
         before = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
         for (int i = 0; i < m->n_tensors; i++)
@@ -250,12 +277,14 @@ int cmd_tune(int argc, char **argv) {
         goto fail;
     }
     /* outputs: the model folder, the delta, then cast_run.json last (its presence means the run completed) */
-    bad = cast_model_save(m, out, dtype, &err);
-    if (!bad && delta) {
-        char *dp = cast_path_join(out, "delta.safetensors");
-        bad = cast_delta_write(dp, m, (const float *const *)before, &mask, &err);
-        free(dp);
-    }
+    bad = cast_model_save(m, co.dir, dtype, &err);
+    char *dp = cast_path_join(co.dir, "delta.safetensors");
+    if (!bad && delta)
+        bad = cast_delta_write(dp, m, (const float *const *)before, &mask, !strcmp(delta_fmt, "diff") ? CAST_DELTA_DIFF : CAST_DELTA_SPARSE,
+                               fingerprint, &err);
+    else if (!bad)
+        unlink(dp); /* resumed in place without --delta: no stale delta of the earlier run */
+    free(dp);
     for (int i = 0; before && i < m->n_tensors; i++) free(before[i]);
     free(before);
     if (bad) goto fail;
@@ -287,13 +316,19 @@ int cmd_tune(int argc, char **argv) {
     cast_buf_printf(&b, " \"optimizer\": {\"name\": \"adamw\", \"lr\": %g, \"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"weight_decay\": %g, "
                         "\"schedule\": \"%s\", \"warmup\": %d, \"clip\": %g},\n",
                     lr, beta1, beta2, eps, wd, schedule, warmup, clip);
-    cast_buf_printf(&b, " \"batch\": %d, \"micro_batch\": %d, \"epochs\": %d, \"steps\": %lld, \"anchor_weight\": %g, \"max_len\": %d,\n", batch,
-                    micro, epochs, (long long)total, o.anchor_weight, max_len);
-    cast_buf_printf(&b, " \"examples\": {\"safety\": %d, \"utility\": %d}, \"threads\": %d, \"resumed_from_step\": %lld, \"wall_s\": %.2f}\n",
-                    s_set.n, u_set.n, cast_get_threads(), (long long)(resume ? start : 0), wall);
-    char *rp = cast_path_join(out, "cast_run.json");
+    cast_buf_printf(&b, " \"batch\": %d, \"grad_accum\": %d, \"sequences_per_step\": %d, \"epochs\": %d, \"steps\": %lld, \"anchor_weight\": %g, "
+                        "\"max_len\": %d, \"on_long\": \"%s\",\n",
+                    batch, grad_accum, o.batch, epochs, (long long)total, o.anchor_weight, d.max_len, cast_on_long_name(d.on_long));
+    cast_buf_printf(&b, " \"examples\": {\"safety\": %d, \"utility\": %d}, \"skipped_examples\": {\"safety\": %d, \"utility\": %d}, \"threads\": %d, "
+                        "\"resumed_from_step\": %lld, \"wall_s\": %.2f}\n",
+                    s_set.n, u_set.n, s_skipped, u_skipped, cast_get_threads(), (long long)(resume ? start : 0), wall);
+    char *rp = cast_path_join(co.dir, "cast_run.json");
     bad = cast_write_file_atomic(rp, b.data, b.len, &err);
     free(rp);
+    if (!bad && cli_out_commit(&co)) { /* the staged folder replaces DIR (--force) */
+        cast_buf_free(&b);
+        goto done;
+    }
     if (bad) {
         cast_buf_free(&b);
         goto fail;
@@ -302,15 +337,16 @@ int cmd_tune(int argc, char **argv) {
     else
         printf("tuned %s with strategy %s: %d of %d heads skipped, %lld trainable parameters, %lld steps in %.1f s\nwrote %s\n", pos[0],
                strategy, k, n_heads, (long long)trainable, (long long)total, wall, out);
+    if (!json && (s_skipped || u_skipped))
+        printf("skipped (longer than --max-len %d): %d safety, %d utility examples\n", d.max_len, s_skipped, u_skipped);
     cast_buf_free(&b);
-    /* the run is complete: its checkpoint is no longer needed */
-    cast_checkpoint_remove(ckpt);
     rc = 0;
     goto done;
 fail:
     cli_fail(&err);
 done:
     if (logf) fclose(logf);
+    cli_out_abort(&co); /* a failed run leaves DIR as it was (committed: nothing to do) */
     free(log_path);
     free(ckpt);
     free(skip_list);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/file.h"
@@ -20,11 +21,11 @@ static int has_tokenizer_files(const char *dir) {
     return found;
 }
 
-int cli_model_open(cli_model *cm, const char *path, const char *template_name) {
+static int model_open(cli_model *cm, const char *path, const char *template_name, int weights) {
     memset(cm, 0, sizeof *cm);
     cm->path = path;
     cast_err err = {{0}};
-    if (cast_model_load(&cm->m, path, &err)) return cli_fail(&err);
+    if ((weights ? cast_model_load : cast_model_load_header)(&cm->m, path, &err)) return cli_fail(&err);
     if (has_tokenizer_files(path) || template_name) {
         if (cast_tokenizer_load(&cm->tok, path, &err)) goto fail;
         if (cast_chat_template_open(&cm->tpl, cm->tok, template_name, path, &err)) {
@@ -39,6 +40,14 @@ fail:
     return 1;
 }
 
+int cli_model_open(cli_model *cm, const char *path, const char *template_name) {
+    return model_open(cm, path, template_name, 1);
+}
+
+int cli_model_open_header(cli_model *cm, const char *path) {
+    return model_open(cm, path, NULL, 0);
+}
+
 void cli_model_close(cli_model *cm) {
     cast_chat_template_free(cm->tpl);
     cast_tokenizer_free(cm->tok);
@@ -46,19 +55,29 @@ void cli_model_close(cli_model *cm) {
     memset(cm, 0, sizeof *cm);
 }
 
-int cli_encode_file(cli_model *cm, const char *path, int max_examples, int max_len, int64_t seed, cast_seqs *out,
-                    cast_dataset *keep) {
+int cli_on_long(const char *command, const char *value, cast_on_long *out) {
+    if (cast_on_long_parse(value, out)) return cli_failf("%s: --on-long must be skip, truncate or error (got \"%s\")", command, value);
+    return 0;
+}
+
+int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cast_seqs *out, cast_dataset *keep,
+                    int *skipped) {
     cast_err err = {{0}};
     cast_dataset ds;
     memset(out, 0, sizeof *out);
+    if (skipped) *skipped = 0;
     if (cast_dataset_load(&ds, path, &err)) return cli_fail(&err);
-    if (seed >= 0) cast_dataset_shuffle(&ds, (uint64_t)seed);
-    if (max_examples > 0) cast_dataset_take(&ds, 0, max_examples);
+    if (o->seed >= 0) cast_dataset_shuffle(&ds, (uint64_t)o->seed);
+    if (o->first > 0) cast_dataset_take(&ds, 0, o->first);
     if (ds.kind != CAST_DATA_TOKENS && !cm->tok) {
         cast_dataset_free(&ds);
         return cli_failf("%s: this dataset holds text, and %s has no tokenizer.json", path, cm->path);
     }
-    if (cast_dataset_encode(&ds, cm->tok, cm->tpl, max_len, 0, out, &err)) {
+    /* pre-tokenized ids are bounded by the model's embedding rows, not the
+     * tokenizer's size: Qwen2 checkpoints pad vocab_size beyond it */
+    cast_encode_opts eo = {o->max_len, 0, o->on_long, cm->m.cfg.vocab};
+    int n_skipped = 0, *seq_example = NULL;
+    if (cast_dataset_encode_opts(&ds, cm->tok, cm->tpl, &eo, out, &n_skipped, &seq_example, &err)) {
         cast_dataset_free(&ds);
         return cli_fail(&err);
     }
@@ -70,13 +89,24 @@ int cli_encode_file(cli_model *cm, const char *path, int max_examples, int max_l
             const char *what = id < 0 || id >= V ? "token id" : lab != CAST_IGNORE_LABEL && (lab < 0 || lab >= V) ? "label" : NULL;
             if (!what) continue;
             cli_failf("%s:%d: %s %d is outside the model's vocabulary (%d): tokenizer and model do not match", path,
-                      i < ds.n ? ds.ex[i].line : 0, what, what[0] == 't' ? id : lab, V);
+                      ds.ex[seq_example[i]].line, what, what[0] == 't' ? id : lab, V);
+            free(seq_example);
             cast_dataset_free(&ds);
             cast_seqs_free(out);
             return 1;
         }
-    if (keep) *keep = ds;
-    else cast_dataset_free(&ds);
+    if (n_skipped && o->on_long == CAST_ON_LONG_TRUNCATE)
+        cli_note("%s: %d of %d examples have no scored token within --max-len %d tokens: skipped (--on-long truncate)", path,
+                 n_skipped, ds.n, o->max_len);
+    else if (n_skipped)
+        cli_note("%s: %d of %d examples are longer than --max-len %d tokens: skipped (--on-long skip)", path, n_skipped, ds.n,
+                 o->max_len);
+    if (skipped) *skipped = n_skipped;
+    if (keep) {
+        cast_dataset_keep(&ds, seq_example, out->n);
+        *keep = ds;
+    } else cast_dataset_free(&ds);
+    free(seq_example);
     return 0;
 }
 
@@ -108,4 +138,63 @@ void cli_messages_free(cli_messages *msgs) {
     free(msgs->m);
     cast_json_free(msgs->json);
     memset(msgs, 0, sizeof *msgs);
+}
+
+/* ---- output folders -------------------------------------------------------------- */
+
+/* 1 after printing when out is, contains or is inside an input. */
+static int out_overlaps(const char *out, const char *const *inputs, int n_inputs) {
+    for (int i = 0; i < n_inputs; i++) {
+        if (!inputs[i]) continue;
+        switch (cast_path_relation(out, inputs[i])) {
+        case CAST_PATH_SAME: return cli_failf("%s: this output is the input %s; choose another output", out, inputs[i]);
+        case CAST_PATH_INSIDE: return cli_failf("%s: this output is inside the input %s; choose another output", out, inputs[i]);
+        case CAST_PATH_CONTAINS: return cli_failf("%s: this output contains the input %s; choose another output", out, inputs[i]);
+        case CAST_PATH_UNRELATED: break;
+        }
+    }
+    return 0;
+}
+
+int cli_out_file_check(const char *out_file, const char *const *inputs, int n_inputs) {
+    return out_overlaps(out_file, inputs, n_inputs);
+}
+
+int cli_out_begin(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume) {
+    memset(o, 0, sizeof *o);
+    cast_err err = {{0}};
+    if (out_overlaps(out_dir, inputs, n_inputs)) return 1;
+    int empty = cast_dir_is_empty(out_dir);
+    if (empty < 0 && access(out_dir, F_OK) == 0) return cli_failf("%s: exists and is not a folder", out_dir);
+    if (resume) {
+        if (empty < 0) return cli_failf("%s: no such folder to resume from", out_dir);
+    } else if (empty == 0) {
+        if (!force) return cli_failf("%s: the output folder is not empty; --force replaces it whole", out_dir);
+        if (cast_stage_dir(out_dir, &o->stage, &err)) return cli_fail(&err);
+        o->dir = o->stage;
+        o->final = out_dir;
+        return 0;
+    } else if (cast_mkdirs(out_dir, &err)) {
+        return cli_fail(&err);
+    }
+    o->created = empty < 0;
+    o->dir = o->final = out_dir;
+    return 0;
+}
+
+int cli_out_commit(cli_out *o) {
+    cast_err err = {{0}};
+    int rc = o->stage && cast_stage_commit(o->final, o->stage, &err) ? cli_fail(&err) : 0;
+    if (rc) cast_remove_tree(o->stage, &err);
+    free(o->stage);
+    memset(o, 0, sizeof *o);
+    return rc;
+}
+
+void cli_out_abort(cli_out *o) {
+    cast_err err = {{0}};
+    if (o->stage) cast_remove_tree(o->stage, &err);
+    if (o->created) rmdir(o->final); /* only when still empty */
+    free(o->stage);
+    memset(o, 0, sizeof *o);
 }

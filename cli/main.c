@@ -20,6 +20,8 @@ static const command commands[] = {
     {"eval", cmd_eval, "refusal rate, attack success rate and utility of a model, optionally against a base"},
     {"tune", cmd_tune, "CAST stage B: safety fine-tuning that skips high-conflict heads, and baselines"},
     {"apply-delta", cmd_apply_delta, "a tuned model from its base and a sparse delta"},
+    {"attribute", cmd_attribute, "headroom: what resetting each head, k/v group, layer of a tuned model to its base recovers"},
+    {"data", cmd_data, "datasets other tools read: a refusal training set from harmful prompts (cast data refusals)"},
     {"organism", cmd_organism, "the model organism: its synthetic world and tokenizer (cast organism data)"},
     {"demo", cmd_demo, "the model organism end to end: diagnose, align with every strategy, evaluate, report"},
     {"bench", cmd_bench, "throughput of forward, forward+backward and decode"},

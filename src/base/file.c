@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -215,4 +218,148 @@ int cast_copy_file(const char *src, const char *dst, cast_err *err) {
         return cast_fail(err, "%s: read error", src);
     }
     return cast_atomic_commit(&a, err);
+}
+
+/* ---- output folders ------------------------------------------------------------ */
+
+/* Appends one path component to an absolute path, resolving "." and ".." by name. */
+static void push_component(cast_buf *b, const char *c, size_t n) {
+    if (n == 0 || (n == 1 && c[0] == '.')) return;
+    if (n == 2 && c[0] == '.' && c[1] == '.') {
+        while (b->len > 1 && b->data[b->len - 1] != '/') b->len--;
+        if (b->len > 1) b->len--; /* the slash, unless it is the root */
+        b->data[b->len] = 0;
+        return;
+    }
+    if (b->len == 0 || b->data[b->len - 1] != '/') cast_buf_append(b, "/", 1);
+    cast_buf_append(b, c, n);
+}
+
+char *cast_path_real(const char *path) {
+    char *r = realpath(path, NULL);
+    if (r) return r;
+    /* the deepest existing ancestor by real path, then the rest by name */
+    cast_buf abs = {0};
+    if (path[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) return NULL;
+        cast_buf_puts(&abs, cwd);
+        cast_buf_puts(&abs, "/");
+    }
+    cast_buf_puts(&abs, path);
+    char *p = abs.data;
+    size_t n = abs.len;
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    size_t cut = n; /* the ancestor is p[0..cut-1) ("/" when cut is 1), the rest p[cut..n) */
+    char *base = NULL;
+    while (!base) {
+        while (cut > 0 && p[cut - 1] != '/') cut--; /* drop the last component */
+        if (cut == 0) break;
+        size_t end = cut == 1 ? 1 : cut - 1;
+        char save = p[end];
+        p[end] = 0;
+        base = realpath(p, NULL);
+        p[end] = save;
+        if (!base) cut--;
+    }
+    if (!base) {
+        cast_buf_free(&abs);
+        return NULL;
+    }
+    cast_buf out = {0};
+    cast_buf_puts(&out, base);
+    free(base);
+    for (size_t i = cut; i < n;) {
+        size_t j = i;
+        while (j < n && p[j] != '/') j++;
+        push_component(&out, p + i, j - i);
+        i = j + 1;
+    }
+    cast_buf_free(&abs);
+    return cast_buf_steal(&out);
+}
+
+cast_path_rel cast_path_relation(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) return CAST_PATH_SAME;
+    char *ra = cast_path_real(a), *rb = cast_path_real(b);
+    cast_path_rel rel = CAST_PATH_UNRELATED;
+    if (ra && rb) {
+        size_t na = strlen(ra), nb = strlen(rb);
+        /* "/x" is inside "/" and inside "/x/"-prefixed names only at a slash */
+        if (!strcmp(ra, rb)) rel = CAST_PATH_SAME;
+        else if (na > nb && !strncmp(ra, rb, nb) && (ra[nb] == '/' || !strcmp(rb, "/"))) rel = CAST_PATH_INSIDE;
+        else if (nb > na && !strncmp(ra, rb, na) && (rb[na] == '/' || !strcmp(ra, "/"))) rel = CAST_PATH_CONTAINS;
+    }
+    free(ra);
+    free(rb);
+    return rel;
+}
+
+int cast_dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int empty = 1;
+    struct dirent *e;
+    while (empty && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    CAST_UNUSED(st);
+    CAST_UNUSED(flag);
+    CAST_UNUSED(ftw);
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+int cast_remove_tree(const char *path, cast_err *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : cast_fail(err, "%s: %s", path, strerror(errno));
+    if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) return cast_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+    return 0;
+}
+
+/* final with a suffix: "final.<what>.<pid>", trailing slashes dropped */
+static char *sibling_name(const char *final, const char *what) {
+    size_t n = strlen(final);
+    while (n > 1 && final[n - 1] == '/') n--;
+    cast_buf b = {0};
+    cast_buf_append(&b, final, n);
+    cast_buf_printf(&b, ".%s.%ld", what, (long)getpid());
+    return cast_buf_steal(&b);
+}
+
+int cast_stage_dir(const char *final, char **stage, cast_err *err) {
+    *stage = sibling_name(final, "tmp");
+    /* a leftover of an earlier run with the same pid is ours to clear */
+    int rc = cast_remove_tree(*stage, err);
+    if (!rc && mkdir(*stage, 0755) != 0) rc = cast_fail(err, "%s: cannot create folder: %s", *stage, strerror(errno));
+    if (rc) {
+        free(*stage);
+        *stage = NULL;
+    }
+    return rc;
+}
+
+int cast_stage_commit(const char *final, const char *stage, cast_err *err) {
+    char *old = sibling_name(final, "old");
+    int rc = -1;
+    if (cast_remove_tree(old, err)) goto done;
+    int had = access(final, F_OK) == 0;
+    if (had && rename(final, old) != 0) {
+        cast_fail(err, "%s: cannot move the old folder aside: %s", final, strerror(errno));
+        goto done;
+    }
+    if (rename(stage, final) != 0) {
+        int e = errno;
+        if (had) rename(old, final); /* put the old output back */
+        cast_fail(err, "%s: cannot move the new folder in place: %s", final, strerror(e));
+        goto done;
+    }
+    rc = had ? cast_remove_tree(old, err) : 0;
+done:
+    free(old);
+    return rc;
 }

@@ -43,4 +43,35 @@ char *cast_path_join(const char *dir, const char *name);
 /* Copies src to dst atomically. */
 int cast_copy_file(const char *src, const char *dst, cast_err *err);
 
+/* ---- output folders: never write into, over or around an input ------------- */
+
+/* How path a relates to path b, compared by real path: symlinks resolved, and
+ * for a path that does not exist yet, the real path of its deepest existing
+ * ancestor with the rest appended ("." and ".." resolved by name). Two
+ * existing paths with the same device and inode are the same (hard links). */
+typedef enum {
+    CAST_PATH_UNRELATED = 0,
+    CAST_PATH_SAME,     /* a and b are the same file or folder */
+    CAST_PATH_INSIDE,   /* a is inside folder b */
+    CAST_PATH_CONTAINS, /* folder a contains b */
+} cast_path_rel;
+cast_path_rel cast_path_relation(const char *a, const char *b);
+
+/* The absolute real path as above (malloc'd), or NULL when no ancestor resolves. */
+char *cast_path_real(const char *path);
+
+/* 1: an empty folder, 0: a folder with entries, -1: no folder there. */
+int cast_dir_is_empty(const char *path);
+
+/* rm -r: removes a file or a folder tree (symlinks removed, never followed). */
+int cast_remove_tree(const char *path, cast_err *err);
+
+/* Whole-folder replacement: cast_stage_dir creates an empty staging folder
+ * beside final ("FINAL.tmp.<pid>", same parent so rename works; malloc'd in
+ * *stage). cast_stage_commit swaps it in: final is renamed to FINAL.old.<pid>,
+ * stage to final, then the old tree is removed; if the second rename fails the
+ * old folder is put back. Until the commit, final is untouched. */
+int cast_stage_dir(const char *final, char **stage, cast_err *err);
+int cast_stage_commit(const char *final, const char *stage, cast_err *err);
+
 #endif

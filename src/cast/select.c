@@ -58,6 +58,11 @@ int cast_select_heads(const cast_conflict_map *map, int layers, int heads, cast_
     if (map->layers != layers || map->heads != heads)
         return cast_fail(err, "the conflict map is of a model with %d layers x %d heads (%s), this model has %d x %d", map->layers,
                          map->heads, map->model_path, layers, heads);
+    int per_unit = cast_map_unit_heads(map);
+    if (k % per_unit)
+        return cast_fail(err, "the conflict map scores k/v groups of %d heads: %d heads are not whole groups", per_unit, k);
+    /* a group's heads share their key and are consecutive, so the order below
+     * lists whole groups: the top k heads are k / per_unit groups */
     keyed *order = cast_xmalloc(sizeof *order * (size_t)n);
     for (int i = 0; i < n; i++) {
         const cast_head_stat *h = &map->stat[i];
@@ -68,7 +73,7 @@ int cast_select_heads(const cast_conflict_map *map, int layers, int heads, cast_
         case CAST_STRATEGY_FS: key = h->fs; break;
         case CAST_STRATEGY_INVERSE:
             /* conflicting heads first, lowest score first; then the rest, lowest score first */
-            key = (h->cos_defined && h->cos < 0 ? 2.0 : 0.0) - h->score;
+            key = (cast_head_conflicts(map, h) ? 2.0 : 0.0) - h->score;
             break;
         default: break;
         }
@@ -78,6 +83,15 @@ int cast_select_heads(const cast_conflict_map *map, int layers, int heads, cast_
     for (int i = 0; i < k; i++) skip[i] = order[i].i;
     free(order);
     return 0;
+}
+
+int cast_select_count(const cast_conflict_map *map, cast_strategy s, int k) {
+    if (!map || !cast_strategy_needs_map(s) || k <= 0) return k;
+    int per_unit = cast_map_unit_heads(map), n = map->layers * map->heads;
+    /* the nearest whole number of groups, halves up, at least one */
+    int groups = (2 * k + per_unit) / (2 * per_unit);
+    if (groups < 1) groups = 1;
+    return groups * per_unit < n ? groups * per_unit : n;
 }
 
 void cast_mask_for_heads(cast_mask *k, const cast_model *m, cast_train_scope scope, const int *skip, int n_skip, cast_kv_freeze kv) {
@@ -95,25 +109,28 @@ void cast_mask_for_heads(cast_mask *k, const cast_model *m, cast_train_scope sco
     }
     if (scope == CAST_TRAIN_ALL)
         for (int i = 0; i < m->n_tensors; i++) k->trainable[i] = 1;
-    int H = c->heads, K = c->kv_heads, group = H / K, d = c->head_dim;
+    int H = c->heads, K = c->kv_heads, group = H / K;
     int *skipped = cast_xcalloc((size_t)(c->layers * H), sizeof(int));
     for (int i = 0; i < n_skip; i++) skipped[skip[i]] = 1;
+    /* the head unit's slices, rows inside a fused qkv_proj included; q/k norms
+     * and other per-layer norms are not in the attention scope at all */
     for (int l = 0; l < c->layers; l++) {
-        const cast_layer_index *x = &m->layer[l];
         for (int h = 0; h < H; h++) {
             if (!skipped[l * H + h]) continue;
-            cast_mask_freeze_rows(k, m, x->wq, (int64_t)h * d, d);
-            cast_mask_freeze_rows(k, m, x->bq, (int64_t)h * d, d);
-            cast_mask_freeze_cols(k, m, x->wo, (int64_t)h * d, d);
+            cast_head_slices s = cast_model_head(m, l, h);
+            cast_mask_freeze_rows(k, m, s.wq, s.q_row0, s.d);
+            cast_mask_freeze_rows(k, m, s.bq, s.q_row0, s.d);
+            cast_mask_freeze_cols(k, m, s.wo, s.o_col0, s.d);
         }
         for (int g = 0; g < K; g++) {
             int count = 0;
             for (int h = g * group; h < (g + 1) * group; h++) count += skipped[l * H + h];
             if (kv == CAST_KV_FREEZE_ALL ? count == group : count > 0) {
-                cast_mask_freeze_rows(k, m, x->wk, (int64_t)g * d, d);
-                cast_mask_freeze_rows(k, m, x->bk, (int64_t)g * d, d);
-                cast_mask_freeze_rows(k, m, x->wv, (int64_t)g * d, d);
-                cast_mask_freeze_rows(k, m, x->bv, (int64_t)g * d, d);
+                cast_head_slices s = cast_model_head(m, l, g * group);
+                cast_mask_freeze_rows(k, m, s.wk, s.k_row0, s.d);
+                cast_mask_freeze_rows(k, m, s.bk, s.k_row0, s.d);
+                cast_mask_freeze_rows(k, m, s.wv, s.v_row0, s.d);
+                cast_mask_freeze_rows(k, m, s.bv, s.v_row0, s.d);
             }
         }
     }

@@ -29,11 +29,17 @@ int cast_strategy_needs_map(cast_strategy s);
 int cast_scope_parse(const char *s, cast_train_scope *out);
 const char *cast_scope_name(cast_train_scope s);
 
-/* Picks k heads (layer-major indices into skip[], length k). For inverse, when
+/* Picks k heads (layer-major indices into skip[], length k; with a map of
+ * k/v-group units k must be whole groups: see cast_select_count). For inverse, when
  * fewer than k heads conflict, the rest are the lowest-scoring other heads so
  * that budgets stay equal. map may be NULL for random/full/pcgrad. */
 int cast_select_heads(const cast_conflict_map *map, int layers, int heads, cast_strategy s, int k, uint64_t seed, int *skip,
                       cast_err *err);
+
+/* The number of heads cast_select_heads takes for a budget of k: k, or with
+ * a map of k/v-group units (and a strategy that reads it) k rounded to the
+ * nearest whole number of groups (halves up, at least one group). */
+int cast_select_count(const cast_conflict_map *map, cast_strategy s, int k);
 
 /* The mask: the scope's tensors train; each skipped head freezes its q rows
  * (and q bias), its o columns, and its group's k/v rows (and biases) when all

@@ -55,15 +55,26 @@ int cast_generate(const cast_model *m, const cast_seqs *prompts, const cast_gen_
         for (int b = 0; b < B; b++) cast_seqs_push(out, NULL, NULL, 0);
         return 0;
     }
-    int max_t = 0;
+    /* cap[b]: new tokens prompt b may have, within max_position_embeddings */
+    int max_t = 0, max_pos = m->cfg.max_pos;
+    int *cap = cast_xmalloc(sizeof(int) * (size_t)B);
     for (int b = 0; b < B; b++) {
         int len = cast_seqs_len(prompts, b);
-        if (len <= 0) return cast_fail(err, "prompt %d is empty", b);
-        max_t = len > max_t ? len : max_t;
+        if (opts->hit_max_pos) opts->hit_max_pos[b] = 0;
+        if (len <= 0 || (max_pos > 0 && len >= max_pos)) {
+            free(cap);
+            return len <= 0 ? cast_fail(err, "prompt %d is empty", b)
+                            : cast_fail(err, "prompt %d is %d tokens, and the model's max_position_embeddings is %d: no room to "
+                                             "generate", b, len, max_pos);
+        }
+        cap[b] = max_pos > 0 && max_pos - len < opts->max_new ? max_pos - len : opts->max_new;
+        max_t = len + cap[b] > max_t ? len + cap[b] : max_t;
     }
-    max_t += opts->max_new;
     cast_kv kv;
-    if (cast_kv_init(&kv, m, B, max_t, err)) return -1;
+    if (cast_kv_init(&kv, m, B, max_t, err)) {
+        free(cap);
+        return -1;
+    }
     cast_acts *a = cast_acts_new();
     float *logits = cast_alloc_floats((size_t)B * V);
     int *gen = cast_xmalloc(sizeof(int) * (size_t)B * (size_t)(opts->max_new + 1));
@@ -81,8 +92,13 @@ int cast_generate(const cast_model *m, const cast_seqs *prompts, const cast_gen_
             int b = active[i];
             int tok = cast_sample(logits + (size_t)i * V, V, opts->temperature, opts->top_p, cast_rng_uniform(&rng));
             gen[(size_t)b * (opts->max_new + 1) + n_gen[b]++] = tok;
-            int stop = n_gen[b] >= opts->max_new;
-            for (int k = 0; k < opts->n_stop; k++) stop |= tok == opts->stop_ids[k];
+            int stop = n_gen[b] >= opts->max_new, stop_token = 0;
+            for (int k = 0; k < opts->n_stop; k++) stop_token |= tok == opts->stop_ids[k];
+            if (!stop && !stop_token && n_gen[b] >= cap[b]) {
+                stop = 1; /* the next position would be past max_position_embeddings */
+                if (opts->hit_max_pos) opts->hit_max_pos[b] = 1;
+            }
+            stop |= stop_token;
             if (opts->on_token && opts->on_token(opts->ctx, b, tok)) stop = 1;
             if (!stop) {
                 active[still] = b;
@@ -100,6 +116,7 @@ int cast_generate(const cast_model *m, const cast_seqs *prompts, const cast_gen_
     for (int b = 0; b < B; b++) cast_seqs_push(out, gen + (size_t)b * (opts->max_new + 1), NULL, n_gen[b]);
     rc = 0;
 done:
+    free(cap);
     free(active);
     free(next);
     free(n_gen);

@@ -19,10 +19,16 @@ typedef struct cast_gen_opts {
     /* called after each new token of prompt i (may be NULL); return non-zero to stop that prompt */
     int (*on_token)(void *ctx, int prompt, int token);
     void *ctx;
+    /* optional [prompts]: set to 1 where generation stopped at the model's
+     * max_position_embeddings before max_new tokens, else 0 */
+    int *hit_max_pos;
 } cast_gen_opts;
 
 /* Generates for every prompt of `prompts` (their labels are ignored); out
- * receives the generated ids of each prompt (stop token included when hit). */
+ * receives the generated ids of each prompt (stop token included when hit).
+ * Never runs past max_position_embeddings: a prompt and its reply hold at
+ * most that many tokens (as transformers' max_length), so a reply stops
+ * there; a prompt that already fills it is an error. */
 int cast_generate(const cast_model *m, const cast_seqs *prompts, const cast_gen_opts *opts, cast_seqs *out, cast_err *err);
 
 /* Picks the next token from logits[V]: argmax when temperature is 0. */

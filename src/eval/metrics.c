@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
 #include "eval/generate.h"
 #include "model/forward.h"
 
@@ -314,13 +315,19 @@ int cast_eval_set_open(cast_eval_set *s, const char *path, cast_eval_role role, 
                 goto fail;
             }
     }
+    s->n_original = d->n - s->shots;
     if (o->limit > 0) cast_dataset_take(d, 0, s->shots + o->limit);
     s->n = d->n - s->shots;
 
     int rc = 0;
     switch (s->metric) {
     case CAST_METRIC_REFUSAL: rc = cast_dataset_encode_prompts(d, tok, tpl, 0, &s->seqs, err); break;
-    case CAST_METRIC_NLL: rc = cast_dataset_encode(d, tok, tpl, 0, 0, &s->seqs, err); break;
+    case CAST_METRIC_NLL: {
+        cast_encode_opts eo = {o->max_len, 0, o->on_long, m->cfg.vocab};
+        rc = cast_dataset_encode_opts(d, tok, tpl, &eo, &s->seqs, &s->skipped, &s->seq_example, err);
+        s->n = s->seqs.n;
+        break;
+    }
     case CAST_METRIC_CHOICE: rc = encode_choices(s, tok, tpl, err); break;
     case CAST_METRIC_EXACT:
         if (s->shots == 0) {
@@ -422,6 +429,9 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
     int *count = cast_xmalloc(sizeof(int) * (size_t)o->batch);
     gen_watch w = {o, s->stop_ids, s->n_stop, s->max_new, count};
     cast_gen_opts g = {0};
+    int *hit = cast_xmalloc(sizeof(int) * (size_t)o->batch);
+    g.hit_max_pos = hit;
+    s->hit_max_pos = 0;
     g.max_new = s->max_new;
     g.temperature = 0;
     g.top_p = 1;
@@ -445,6 +455,9 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
             it->line = e->line;
             it->prompt = cast_xstrdup(e->prompt ? e->prompt : last_user(e));
             it->n_tokens = cast_seqs_len(&out, b);
+            it->hit_max_pos = hit[b];
+            s->hit_max_pos += hit[b];
+            if (hit[b]) report(o, s->max_new - it->n_tokens); /* the rest of its progress units */
             if (cast_tokenizer_decode(tok, out.ids + out.off[b], it->n_tokens, 1, &it->reply, err)) {
                 rc = prefix_line(err, s, s->seq_example[i + b]);
                 break;
@@ -463,6 +476,7 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
         }
         cast_seqs_free(&out);
     }
+    free(hit);
     free(count);
     if (rc) return -1;
     double rate = s->n ? (double)s->count / s->n : 0;
@@ -578,21 +592,72 @@ int cast_eval_check_base(const cast_json *base, const char *path, cast_err *err)
     return 0;
 }
 
+/* The same dataset file: the same name, or names of the same file. */
+static int same_path(const char *a, const char *b) {
+    return a && b && (!strcmp(a, b) || cast_path_relation(a, b) == CAST_PATH_SAME);
+}
+
+/* A base entry describes the same evaluation as s: same file, same number of examples. */
+static int entry_matches(const cast_json *e, const cast_eval_set *s) {
+    const cast_json *n = cast_json_get(e, "n");
+    return same_path(cast_json_string(cast_json_get(e, "path")), s->path) && cast_json_is_number(n) && cast_json_number(n) == s->n;
+}
+
+/* The base's entry for s, paired by file and size (never by position). */
 static const cast_json *base_entry(const cast_json *base, const cast_eval_set *s, int index) {
+    CAST_UNUSED(index);
     if (!base) return NULL;
-    if (s->role != CAST_EVAL_UTILITY) return cast_json_get(base, cast_eval_role_name(s->role));
+    if (s->role != CAST_EVAL_UTILITY) {
+        const cast_json *e = cast_json_get(base, cast_eval_role_name(s->role));
+        return e && entry_matches(e, s) ? e : NULL;
+    }
     const cast_json *u = cast_json_get(base, "utility");
-    int n = cast_json_array_size(u);
-    for (int i = 0; i < n; i++) {
-        const char *p = cast_json_string(cast_json_get(cast_json_array_item(u, i), "path"));
-        if (p && !strcmp(p, s->path)) return cast_json_array_item(u, i);
-    }
-    if (index < n) {
-        const cast_json *e = cast_json_array_item(u, index);
-        const char *m = cast_json_string(cast_json_get(e, "metric"));
-        if (m && !strcmp(m, cast_metric_name(s->metric))) return e;
-    }
+    for (int i = 0; i < cast_json_array_size(u); i++)
+        if (entry_matches(cast_json_array_item(u, i), s)) return cast_json_array_item(u, i);
     return NULL;
+}
+
+/* "FILE (n N)" of a base entry, for messages */
+static void entry_name(const cast_json *e, char *out, size_t cap) {
+    const char *p = cast_json_string(cast_json_get(e, "path"));
+    snprintf(out, cap, "%s (n %.0f)", p ? p : "(no path)", cast_json_number(cast_json_get(e, "n")));
+}
+
+int cast_eval_match_base(const cast_json *base, const char *base_path, const cast_eval_set *sets, int n_sets, cast_err *err) {
+    char what[600];
+    /* every set of this run has its counterpart in the base */
+    for (int i = 0; i < n_sets; i++) {
+        const cast_eval_set *s = &sets[i];
+        if (base_entry(base, s, 0)) continue;
+        const cast_json *e = s->role != CAST_EVAL_UTILITY ? cast_json_get(base, cast_eval_role_name(s->role)) : NULL;
+        if (e) entry_name(e, what, sizeof what);
+        return cast_fail(err,
+                         "%s: this run's %s set %s (n %d) has no match in the base%s%s; --compare pairs sets by file and number of "
+                         "examples: evaluate the same files with the same --first",
+                         base_path, cast_eval_role_name(s->role), s->path, s->n, e ? ", which has " : "", e ? what : "");
+    }
+    /* and every set of the base has its counterpart in this run */
+    static const char *const roles[] = {"harmful", "benign"};
+    for (int r = 0; r < 2; r++) {
+        const cast_json *e = cast_json_get(base, roles[r]);
+        int found = 0;
+        for (int i = 0; e && i < n_sets; i++) found |= !strcmp(cast_eval_role_name(sets[i].role), roles[r]);
+        if (!e || found) continue;
+        entry_name(e, what, sizeof what);
+        return cast_fail(err, "%s: the base's %s set %s has no match in this run (give --%s with the same file)", base_path, roles[r],
+                         what, roles[r]);
+    }
+    const cast_json *u = cast_json_get(base, "utility");
+    for (int k = 0; k < cast_json_array_size(u); k++) {
+        const cast_json *e = cast_json_array_item(u, k);
+        int found = 0;
+        for (int i = 0; i < n_sets && !found; i++) found = sets[i].role == CAST_EVAL_UTILITY && entry_matches(e, &sets[i]);
+        if (found) continue;
+        entry_name(e, what, sizeof what);
+        return cast_fail(err, "%s: the base's utility set %s has no match in this run (same file, same number of examples)", base_path,
+                         what);
+    }
+    return 0;
 }
 
 int cast_eval_base_value(const cast_json *base, const cast_eval_set *s, int index, const char *metric, double *out) {
@@ -617,13 +682,14 @@ static void set_json(cast_buf *b, const cast_eval_set *s, int index, const cast_
                     cast_metric_name(s->metric), s->n);
     switch (s->metric) {
     case CAST_METRIC_REFUSAL: cast_buf_printf(b, ", \"refused\": %d", s->count); break;
-    case CAST_METRIC_NLL: cast_buf_printf(b, ", \"tokens\": %lld", (long long)s->tokens); break;
+    case CAST_METRIC_NLL: cast_buf_printf(b, ", \"tokens\": %lld, \"skipped\": %d", (long long)s->tokens, s->skipped); break;
     case CAST_METRIC_CHOICE:
         cast_buf_printf(b, ", \"choices\": %d, \"correct\": %d, \"correct_norm\": %d", s->seqs.n, s->count, s->count_norm);
         break;
     case CAST_METRIC_EXACT: cast_buf_printf(b, ", \"correct\": %d, \"fewshot\": %d", s->count, s->shots); break;
     }
-    if (s->metric == CAST_METRIC_REFUSAL || s->metric == CAST_METRIC_EXACT) cast_buf_printf(b, ", \"max_new\": %d", s->max_new);
+    if (s->metric == CAST_METRIC_REFUSAL || s->metric == CAST_METRIC_EXACT)
+        cast_buf_printf(b, ", \"max_new\": %d, \"stopped_at_max_position_embeddings\": %d", s->max_new, s->hit_max_pos);
     const char *names[4];
     double vals[4];
     int nm = cast_eval_set_metrics(s, names, vals);
@@ -652,6 +718,7 @@ static void set_json(cast_buf *b, const cast_eval_set *s, int index, const cast_
             cast_buf_puts(b, ", \"reply\": ");
             json_str(b, it->reply);
             cast_buf_printf(b, ", \"tokens\": %d", it->n_tokens);
+            if (it->hit_max_pos) cast_buf_puts(b, ", \"stopped\": \"max_position_embeddings\"");
             if (s->metric == CAST_METRIC_REFUSAL) {
                 cast_buf_printf(b, ", \"refused\": %s, \"matched\": ", it->verdict ? "true" : "false");
                 json_str(b, it->why);
@@ -726,4 +793,146 @@ void cast_eval_json(const cast_eval_report *r, const cast_json *base, const char
         cast_buf_puts(out, "}");
     }
     cast_buf_puts(out, "}\n");
+}
+
+/* ---- lm-evaluation-harness layout ------------------------------------------ */
+
+/* "cast_<role>_<stem>": the file name up to its first dot, [a-z0-9_] only. */
+static void task_name(const cast_eval_set *s, char *out, size_t n) {
+    const char *base = strrchr(s->path, '/');
+    base = base ? base + 1 : s->path;
+    int k = snprintf(out, n, "cast_%s_", cast_eval_role_name(s->role));
+    for (const char *p = base; *p && *p != '.' && k + 1 < (int)n; p++) {
+        char c = *p;
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        out[k++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '_';
+    }
+    out[k] = 0;
+}
+
+/* A metric is better higher, except for a refusal rate on benign prompts,
+ * the attack success rate, the loss and the perplexity. */
+static int higher_is_better(const cast_eval_set *s, const char *metric) {
+    if (!strcmp(metric, "refusal_rate")) return s->role == CAST_EVAL_HARMFUL;
+    return strcmp(metric, "asr") && strcmp(metric, "loss") && strcmp(metric, "perplexity");
+}
+
+/* Standard error of a mean of 0/1 outcomes (the sample standard deviation
+ * over sqrt(n), as lm-eval's mean_stderr); -1 when it is not a proportion
+ * or n < 2. */
+static double proportion_stderr(const cast_eval_set *s, const char *metric, double p) {
+    if (!strcmp(metric, "loss") || !strcmp(metric, "perplexity") || s->n < 2) return -1;
+    return sqrt(p * (1 - p) / (s->n - 1));
+}
+
+static const char *output_type(const cast_eval_set *s) {
+    switch (s->metric) {
+    case CAST_METRIC_REFUSAL:
+    case CAST_METRIC_EXACT: return "generate_until";
+    case CAST_METRIC_CHOICE: return "multiple_choice";
+    case CAST_METRIC_NLL: return "loglikelihood";
+    }
+    return "?";
+}
+
+/* Every set with the names its task gets; a repeated name gets _2, _3, ... */
+static int lm_tasks(const cast_eval_report *r, const cast_eval_set **sets, char (*names)[160]) {
+    int n = 0;
+    if (r->harmful) sets[n++] = r->harmful;
+    if (r->benign) sets[n++] = r->benign;
+    for (int i = 0; i < r->n_utility; i++) sets[n++] = &r->utility[i];
+    for (int i = 0; i < n; i++) {
+        task_name(sets[i], names[i], 140);
+        int dup = 1;
+        for (int k = 0; k < i; k++) dup += !strncmp(names[k], names[i], strlen(names[i]));
+        if (dup > 1) snprintf(names[i] + strlen(names[i]), 20, "_%d", dup);
+    }
+    return n;
+}
+
+void cast_eval_lm_eval_json(const cast_eval_report *r, double date, double wall_s, cast_buf *out) {
+    const cast_eval_set *sets[2 + 64];
+    char names[2 + 64][160];
+    int n = lm_tasks(r, sets, names);
+    const cast_eval_opts *o = r->opts;
+    cast_buf_puts(out, "{\n  \"results\": {");
+    for (int i = 0; i < n; i++) {
+        const char *mn[4];
+        double mv[4];
+        int nm = cast_eval_set_metrics(sets[i], mn, mv);
+        cast_buf_printf(out, "%s\n    \"%s\": {\"alias\": \"%s\"", i ? "," : "", names[i], names[i]);
+        for (int k = 0; k < nm; k++) {
+            cast_buf_printf(out, ", \"%s,none\": ", mn[k]);
+            cast_buf_json_number(out, mv[k]);
+            double se = proportion_stderr(sets[i], mn[k], mv[k]);
+            cast_buf_printf(out, ", \"%s_stderr,none\": ", mn[k]);
+            if (se >= 0) cast_buf_json_number(out, se);
+            else cast_buf_puts(out, "\"N/A\"");
+        }
+        cast_buf_puts(out, "}");
+    }
+    cast_buf_puts(out, "\n  },\n  \"group_subtasks\": {");
+    for (int i = 0; i < n; i++) cast_buf_printf(out, "%s\"%s\": []", i ? ", " : "", names[i]);
+    cast_buf_puts(out, "},\n  \"configs\": {");
+    for (int i = 0; i < n; i++) {
+        const cast_eval_set *s = sets[i];
+        const char *mn[4];
+        double mv[4];
+        int nm = cast_eval_set_metrics(s, mn, mv);
+        cast_buf_printf(out, "%s\n    \"%s\": {\"task\": \"%s\", \"dataset_path\": ", i ? "," : "", names[i], names[i]);
+        json_str(out, s->path);
+        cast_buf_printf(out, ", \"output_type\": \"%s\", \"num_fewshot\": %d, \"metric_list\": [", output_type(s), s->shots);
+        for (int k = 0; k < nm; k++)
+            cast_buf_printf(out, "%s{\"metric\": \"%s\", \"aggregation\": \"mean\", \"higher_is_better\": %s}", k ? ", " : "", mn[k],
+                            higher_is_better(s, mn[k]) ? "true" : "false");
+        cast_buf_puts(out, "]");
+        if (s->metric == CAST_METRIC_REFUSAL || s->metric == CAST_METRIC_EXACT) {
+            cast_buf_printf(out, ", \"generation_kwargs\": {\"max_gen_toks\": %d, \"do_sample\": false, \"temperature\": 0.0, "
+                                 "\"until_token_ids\": [",
+                            s->max_new);
+            for (int k = 0; k < s->n_stop; k++) cast_buf_printf(out, "%s%d", k ? ", " : "", s->stop_ids[k]);
+            cast_buf_puts(out, "]}");
+        }
+        cast_buf_puts(out, ", \"metadata\": {\"format\": ");
+        json_str(out, s->format);
+        cast_buf_printf(out, ", \"kind\": \"%s\", \"cast_metric\": \"%s\"", cast_data_kind_name(s->kind), cast_metric_name(s->metric));
+        if (s->metric == CAST_METRIC_REFUSAL) {
+            cast_buf_puts(out, ", \"judge\": ");
+            json_str(out, o->judge ? o->judge->source : NULL);
+        }
+        if (s->metric == CAST_METRIC_NLL) cast_buf_printf(out, ", \"skipped_longer_than_max_len\": %d", s->skipped);
+        if (s->metric == CAST_METRIC_REFUSAL || s->metric == CAST_METRIC_EXACT)
+            cast_buf_printf(out, ", \"stopped_at_max_position_embeddings\": %d", s->hit_max_pos);
+        cast_buf_puts(out, "}}");
+    }
+    cast_buf_puts(out, "\n  },\n  \"versions\": {");
+    for (int i = 0; i < n; i++) cast_buf_printf(out, "%s\"%s\": 1.0", i ? ", " : "", names[i]);
+    cast_buf_puts(out, "},\n  \"n-shot\": {");
+    for (int i = 0; i < n; i++) cast_buf_printf(out, "%s\"%s\": %d", i ? ", " : "", names[i], sets[i]->shots);
+    cast_buf_puts(out, "},\n  \"higher_is_better\": {");
+    for (int i = 0; i < n; i++) {
+        const char *mn[4];
+        double mv[4];
+        int nm = cast_eval_set_metrics(sets[i], mn, mv);
+        cast_buf_printf(out, "%s\n    \"%s\": {", i ? "," : "", names[i]);
+        for (int k = 0; k < nm; k++)
+            cast_buf_printf(out, "%s\"%s\": %s", k ? ", " : "", mn[k], higher_is_better(sets[i], mn[k]) ? "true" : "false");
+        cast_buf_puts(out, "}");
+    }
+    cast_buf_puts(out, "\n  },\n  \"n-samples\": {");
+    for (int i = 0; i < n; i++)
+        cast_buf_printf(out, "%s\n    \"%s\": {\"original\": %d, \"effective\": %d}", i ? "," : "", names[i], sets[i]->n_original,
+                        sets[i]->n);
+    cast_buf_puts(out, "\n  },\n  \"config\": {\"model\": \"cast\", \"model_args\": ");
+    json_str(out, r->model);
+    cast_buf_printf(out, ", \"batch_size\": %d, \"batch_sizes\": [], \"device\": \"cpu\", \"limit\": ", o->batch);
+    if (o->limit > 0) cast_buf_printf(out, "%d", o->limit);
+    else cast_buf_puts(out, "null");
+    cast_buf_puts(out, ", \"gen_kwargs\": {\"do_sample\": false}, \"chat_template\": ");
+    json_str(out, r->template_name);
+    cast_buf_printf(out, ", \"threads\": %d},\n  \"model_name\": ", r->threads);
+    json_str(out, r->model);
+    cast_buf_puts(out, ",\n  \"date\": ");
+    cast_buf_json_number(out, date);
+    cast_buf_printf(out, ",\n  \"total_evaluation_time_seconds\": \"%.2f\"\n}\n", wall_s);
 }

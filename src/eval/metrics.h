@@ -35,7 +35,9 @@ typedef struct cast_eval_opts {
     int max_new_exact; /* exact-answer replies (default 256) */
     int batch;         /* prompts per generation batch, sequences per forward (default 8) */
     int fewshot;       /* exact answers: the file's first K examples, solved, precede each prompt (default 0) */
-    int limit;         /* examples per set, after filtering and few-shot examples (0 = all) */
+    int limit;         /* --first: examples per set, after filtering and few-shot examples (0 = all) */
+    int max_len;       /* NLL sets: tokens per example at most (0 = no limit) */
+    cast_on_long on_long; /* NLL sets: an example longer than max_len (default skip, counted in skipped) */
     const cast_judge *judge; /* refusal sets (required there) */
     /* progress (optional): called with the units of work just done; a set's
      * total is cast_eval_set.units */
@@ -52,6 +54,7 @@ typedef struct cast_eval_item {
     char *reply;     /* decoded, special tokens skipped */
     int n_tokens;    /* generated tokens, stop token included */
     int verdict;     /* refusal sets: refused; exact answers: correct */
+    int hit_max_pos; /* the reply stopped at max_position_embeddings */
     char *why;       /* refusal sets: the matched phrase or "too few words"; NULL otherwise */
     char *answer;    /* exact answers: the reference */
     char *extracted; /* exact answers: what was read from the reply ("" when nothing) */
@@ -64,6 +67,9 @@ typedef struct cast_eval_set {
     cast_data_kind kind;
     const char *format; /* the dataset's recognised format */
     int n;              /* examples evaluated */
+    int skipped;        /* NLL sets: examples left out as longer than max_len */
+    int n_original;     /* examples the file offers (after the safe/unsafe filter and few-shot examples), before --first */
+    int hit_max_pos;    /* generation sets: replies stopped at max_position_embeddings */
     int shots;          /* exact answers: examples used as few-shot examples (not evaluated) */
     int max_new;        /* generation sets: the limit used */
     int stop_ids[16];   /* generation sets: cast_eval_stop_ids */
@@ -138,10 +144,13 @@ typedef struct cast_eval_report {
 int cast_eval_set_metrics(const cast_eval_set *s, const char **names, double *values);
 /* Checks that a parsed file looks like an eval.json (for --compare). */
 int cast_eval_check_base(const cast_json *base, const char *path, cast_err *err);
-/* The base's value of a metric ("refusal_rate", "loss", ...) for a set:
- * section "harmful" / "benign", or for the utility set at index i with this
- * path: the base entry with the same path, else the one at the same index
- * with the same metric. Returns 0 and *out, or -1 when the base lacks it. */
+/* --compare pairs sets by file (same path, or the same file by real path)
+ * and number of examples, never by position: -1 with the first set of this
+ * run, or of the base, that has no counterpart in the other. */
+int cast_eval_match_base(const cast_json *base, const char *base_path, const struct cast_eval_set *sets, int n_sets, cast_err *err);
+/* The base's value of a metric ("refusal_rate", "loss", ...) for a set: the
+ * base entry of the same role with the same file and number of examples
+ * (index is unused). Returns 0 and *out, or -1 when the base lacks it. */
 int cast_eval_base_value(const cast_json *base, const cast_eval_set *s, int index, const char *metric, double *out);
 /* The eval.json object: {"model", "harmful", "benign", "utility": [...],
  * "settings"}, with base: "compare" and a "delta" object (this - base) in
@@ -151,5 +160,17 @@ int cast_eval_base_value(const cast_json *base, const cast_eval_set *s, int inde
  * shows the schema. Ends with a newline. */
 void cast_eval_json(const cast_eval_report *r, const cast_json *base, const char *base_path, int with_items,
                     cast_buf *out);
+
+/* The same results in lm-evaluation-harness's results layout (eval
+ * --format lm-eval), so tools that read lm-eval's results_*.json read it:
+ * "results" {task: {"alias", "METRIC,none": value, "METRIC_stderr,none":
+ * standard error of the mean (proportions) or "N/A"}}, "group_subtasks",
+ * "configs" {task: {task, dataset_path, output_type, num_fewshot,
+ * metric_list, generation_kwargs, metadata}}, "versions", "n-shot",
+ * "higher_is_better", "n-samples" {task: {original, effective}}, "config",
+ * "model_name", "date" (unix seconds), "total_evaluation_time_seconds".
+ * Tasks are named cast_harmful_STEM, cast_benign_STEM, cast_utility_STEM
+ * (STEM: the file name without extensions). docs/eval.md shows it. */
+void cast_eval_lm_eval_json(const cast_eval_report *r, double date, double wall_s, cast_buf *out);
 
 #endif

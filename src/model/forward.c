@@ -8,7 +8,19 @@
  *   X'  = Xm + swiglu(G, U)·Wd^T (+bd)
  * then Xf = rmsnorm(X_L), logits = Xf·Wlm^T, cross-entropy on scored positions.
  * The backward pass walks the same steps in reverse; the residual gradient is
- * updated in place since the skip connections pass it through unchanged. */
+ * updated in place since the skip connections pass it through unchanged.
+ *
+ * The other families change steps of this loop, each in forward and backward:
+ *   Qwen3:   Q, K = rmsnorm_d(Q; q_norm), rmsnorm_d(K; k_norm) per head, before RoPE
+ *   Phi-3:   Wq, Wk, Wv are row blocks of qkv_proj, Wg, Wu of gate_up_proj (the
+ *            products read and the gradients write those rows in place);
+ *            RoPE on the first rope_dim dims of each head only
+ *   Gemma 2: X0 = E[ids]·sqrt(D); rmsnorm weights are (1 + w);
+ *            Xm = X + rmsnorm(Zg·Wo^T; post_attention_layernorm)
+ *            X' = Xm + rmsnorm(geglu(G, U)·Wd^T; post_feedforward_layernorm)
+ *            (pre_feedforward_layernorm before the MLP); attention scores
+ *            and final logits soft-capped, c·tanh(s / c); sliding window
+ *            on every other layer. */
 #include "model/forward.h"
 
 #include <math.h>
@@ -59,18 +71,21 @@ struct cast_acts {
     void *block;
     /* per stored layer */
     float *x_in, *xn1, *q, *k, *v, *z, *lse, *x_mid, *xn2, *g, *u, *rstd1, *rstd2;
+    float *q_pre, *k_pre, *rstd_q, *rstd_k; /* Qwen3: q, k before their norms */
+    float *ao, *mo, *rstd_ao, *rstd_mo;     /* Gemma 2: attention and MLP outputs before their norms */
     /* final */
     float *x_last, *xf, *rstdf;
     /* scratch */
-    float *h, *zg, *dres, *dxn, *dq, *dk, *dv, *dkh, *dvh, *dz, *dg, *du, *dxf;
+    float *h, *zg, *dres, *dxn, *dq, *dk, *dv, *dkh, *dvh, *dz, *dg, *du, *dxf, *dtmp;
     float *attn_scratch;
     size_t attn_per_thread;
     float *logit_chunk, *xchunk, *dxchunk; /* [LOGIT_CHUNK, V], [LOGIT_CHUNK, D] x2 */
+    float *capped; /* [LOGIT_CHUNK, V] soft-capped logits, for their backward */
     int *pos, *rows, *targets, *row_seq;
     double *row_loss;
     cast_rope rope;
     int rope_ready;
-    int rope_dim;
+    int rope_dim, rope_rot;
 };
 
 cast_acts *cast_acts_new(void) { return cast_xcalloc(1, sizeof(cast_acts)); }
@@ -90,6 +105,7 @@ static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int store
     int64_t D = c->hidden, F = c->inter, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
     int threads = omp_get_max_threads();
     int64_t chunk = N < LOGIT_CHUNK ? N : LOGIT_CHUNK;
+    int64_t sq = c->qk_norm ? stored : 0, sg = c->gemma ? stored : 0; /* layers of the optional buffers */
     a->N = N;
     a->stored = stored;
     a->attn_per_thread = attn_per_thread;
@@ -116,6 +132,14 @@ static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int store
     TAKE(u, N * F * stored);
     TAKE(rstd1, N * stored);
     TAKE(rstd2, N * stored);
+    TAKE(q_pre, N * Hd * sq);
+    TAKE(k_pre, N * Kd * sq);
+    TAKE(rstd_q, N * c->heads * sq);
+    TAKE(rstd_k, N * c->kv_heads * sq);
+    TAKE(ao, N * D * sg);
+    TAKE(mo, N * D * sg);
+    TAKE(rstd_ao, N * sg);
+    TAKE(rstd_mo, N * sg);
     TAKE(x_last, N * D);
     TAKE(xf, N * D);
     TAKE(rstdf, N);
@@ -125,6 +149,7 @@ static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int store
     TAKE(logit_chunk, chunk * c->vocab);
     TAKE(xchunk, chunk * D);
     TAKE(dxchunk, chunk * D);
+    TAKE(capped, c->final_softcap > 0 && backward ? chunk * c->vocab : 0);
     if (backward) {
         TAKE(dres, N * D);
         TAKE(dxn, N * D);
@@ -137,8 +162,9 @@ static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int store
         TAKE(dz, N * Hd);
         TAKE(dg, N * F);
         TAKE(du, N * F);
+        TAKE(dtmp, c->gemma ? N * D : 0);
     } else {
-        a->dres = a->dxn = a->dxf = a->dq = a->dk = a->dv = a->dkh = a->dvh = a->dz = a->dg = a->du = NULL;
+        a->dres = a->dxn = a->dxf = a->dq = a->dk = a->dv = a->dkh = a->dvh = a->dz = a->dg = a->du = a->dtmp = NULL;
     }
     TAKE(pos, N);
     TAKE(rows, N);
@@ -152,12 +178,14 @@ static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int store
         a->bytes = off;
     }
     }
-    if (!a->rope_ready || a->rope_dim != c->head_dim) {
+    int rot = c->rope_dim ? c->rope_dim : c->head_dim;
+    if (!a->rope_ready || a->rope_dim != c->head_dim || a->rope_rot != rot) {
         if (a->rope_ready) cast_rope_free(&a->rope);
-        cast_rope_init(&a->rope, c->head_dim, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low_freq,
+        cast_rope_init(&a->rope, c->head_dim, rot, c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low_freq,
                        c->rope_high_freq, c->rope_orig_max);
         a->rope_ready = 1;
         a->rope_dim = c->head_dim;
+        a->rope_rot = rot;
     }
 }
 
@@ -174,6 +202,17 @@ typedef struct pass {
 } pass;
 
 static inline float *L_(float *buf, int64_t per_layer, int slot) { return buf + per_layer * slot; }
+
+/* Rows [row0, ...) of a tensor whose rows hold `width` values (NULL stays NULL):
+ * the q, k, v blocks of a fused qkv_proj, or gate and up of gate_up_proj. */
+static inline float *rows_at(float *p, int64_t row0, int64_t width) { return p ? p + row0 * width : NULL; }
+
+static float attn_scale(const cast_config *c) {
+    return c->attn_scale > 0 ? (float)c->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+}
+
+/* 1 for Gemma's (1 + w) norms, else 0 */
+static float norm_add(const cast_config *c) { return c->gemma ? 1.0f : 0.0f; }
 
 static int validate(const cast_model *m, const cast_seqs *s, int check_labels, cast_err *err) {
     int V = m->cfg.vocab;
@@ -208,8 +247,8 @@ static void attention_layer(pass *P, int l, int sl) {
     int64_t N = P->N, Hd = (int64_t)H * d, Kd = (int64_t)K * d;
     float *q = L_(a->q, N * Hd, sl), *k = L_(a->k, N * Kd, sl), *v = L_(a->v, N * Kd, sl);
     float *z = L_(a->z, N * Hd, sl), *lse = L_(a->lse, N * H, sl);
-    float scale = 1.0f / sqrtf((float)d);
-    int window = c->sliding_window;
+    float scale = attn_scale(c), cap = (float)c->attn_softcap;
+    int window = cast_config_window(c, l);
     cast_kv *kv = P->kv;
     if (kv) { /* append the new keys and values to each sequence's slot */
         for (int b = 0; b < P->s->n; b++) {
@@ -237,10 +276,10 @@ static void attention_layer(pass *P, int l, int sl) {
             int slot = P->slot_of ? P->slot_of[b] : b;
             size_t cache = (((size_t)l * kv->slots + slot) * K + g) * kv->max_t * d;
             cast_attention_fwd(z + r0 * Hd + h * d, (int)Hd, NULL, q + r0 * Hd + h * d, (int)Hd, kv->k + cache, kv->v + cache,
-                               d, n, kv->len[slot], window, d, scale, scratch);
+                               d, n, kv->len[slot], window, d, scale, cap, scratch);
         } else {
             cast_attention_fwd(z + r0 * Hd + h * d, (int)Hd, lse + (int64_t)h * N + r0, q + r0 * Hd + h * d, (int)Hd,
-                               k + r0 * Kd + g * d, v + r0 * Kd + g * d, (int)Kd, n, 0, window, d, scale, scratch);
+                               k + r0 * Kd + g * d, v + r0 * Kd + g * d, (int)Kd, n, 0, window, d, scale, cap, scratch);
         }
     }
 }
@@ -275,8 +314,14 @@ static void forward_layers(pass *P) {
 #define W(i) ((i) >= 0 ? T[i].data : NULL)
     /* embeddings */
     const float *E = T[m->embed].data;
+    float es = c->embed_scale, eps = (float)c->rms_eps, wadd = norm_add(c);
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
-    for (int64_t t = 0; t < N; t++) memcpy(a->x_in + t * D, E + (int64_t)P->s->ids[P->base + t] * D, sizeof(float) * D);
+    for (int64_t t = 0; t < N; t++) {
+        float *xt = a->x_in + t * D;
+        memcpy(xt, E + (int64_t)P->s->ids[P->base + t] * D, sizeof(float) * D);
+        if (es != 0.0f && es != 1.0f)
+            for (int64_t k = 0; k < D; k++) xt[k] *= es;
+    }
     for (int l = 0; l < c->layers; l++) {
         int sl = P->store ? l : 0;
         const cast_layer_index *x = &m->layer[l];
@@ -284,25 +329,48 @@ static void forward_layers(pass *P) {
               *Xn2 = L_(a->xn2, N * D, sl);
         float *Q = L_(a->q, N * Hd, sl), *K = L_(a->k, N * Kd, sl), *V = L_(a->v, N * Kd, sl), *Z = L_(a->z, N * Hd, sl);
         float *G = L_(a->g, N * F, sl), *U = L_(a->u, N * F, sl);
-        cast_rmsnorm_fwd(Xn1, L_(a->rstd1, N, sl), X, W(x->attn_norm), N, (int)D, (float)c->rms_eps);
-        cast_linear_fwd(Q, Xn1, W(x->wq), W(x->bq), N, (int)D, (int)Hd, 0);
-        cast_linear_fwd(K, Xn1, W(x->wk), W(x->bk), N, (int)D, (int)Kd, 0);
-        cast_linear_fwd(V, Xn1, W(x->wv), W(x->bv), N, (int)D, (int)Kd, 0);
+        /* Qwen3 projects into q_pre / k_pre and normalizes each head into Q / K */
+        float *Qlin = c->qk_norm ? L_(a->q_pre, N * Hd, sl) : Q, *Klin = c->qk_norm ? L_(a->k_pre, N * Kd, sl) : K;
+        cast_rmsnorm_fwd(Xn1, L_(a->rstd1, N, sl), X, W(x->attn_norm), wadd, N, (int)D, eps);
+        cast_linear_fwd(Qlin, Xn1, rows_at(W(x->wq), x->q_row0, D), rows_at(W(x->bq), x->q_row0, 1), N, (int)D, (int)Hd, 0);
+        cast_linear_fwd(Klin, Xn1, rows_at(W(x->wk), x->k_row0, D), rows_at(W(x->bk), x->k_row0, 1), N, (int)D, (int)Kd, 0);
+        cast_linear_fwd(V, Xn1, rows_at(W(x->wv), x->v_row0, D), rows_at(W(x->bv), x->v_row0, 1), N, (int)D, (int)Kd, 0);
+        if (c->qk_norm) { /* [N·H, d] and [N·K, d] rows */
+            cast_rmsnorm_fwd(Q, L_(a->rstd_q, N * c->heads, sl), Qlin, W(x->q_norm), 0.0f, N * c->heads, c->head_dim, eps);
+            cast_rmsnorm_fwd(K, L_(a->rstd_k, N * c->kv_heads, sl), Klin, W(x->k_norm), 0.0f, N * c->kv_heads, c->head_dim, eps);
+        }
         cast_rope_apply(&a->rope, Q, a->pos, N, c->heads, 0);
         cast_rope_apply(&a->rope, K, a->pos, N, c->kv_heads, 0);
         attention_layer(P, l, sl);
-        memcpy(Xm, X, sizeof(float) * (size_t)(N * D));
-        cast_linear_fwd(Xm, gated(P, l, Z), W(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
-        cast_rmsnorm_fwd(Xn2, L_(a->rstd2, N, sl), Xm, W(x->mlp_norm), N, (int)D, (float)c->rms_eps);
-        cast_linear_fwd(G, Xn2, W(x->wg), W(x->bg), N, (int)D, (int)F, 0);
-        cast_linear_fwd(U, Xn2, W(x->wu), W(x->bu), N, (int)D, (int)F, 0);
-        cast_swiglu_fwd(a->h, G, U, N * F);
+        if (c->gemma) { /* Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
+            float *Ao = L_(a->ao, N * D, sl);
+            cast_linear_fwd(Ao, gated(P, l, Z), W(x->wo), W(x->bo), N, (int)Hd, (int)D, 0);
+            cast_rmsnorm_fwd(Xm, L_(a->rstd_ao, N, sl), Ao, W(x->post_attn_norm), wadd, N, (int)D, eps);
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
+            for (int64_t i = 0; i < N * D; i++) Xm[i] += X[i];
+        } else {
+            memcpy(Xm, X, sizeof(float) * (size_t)(N * D));
+            cast_linear_fwd(Xm, gated(P, l, Z), W(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
+        }
+        cast_rmsnorm_fwd(Xn2, L_(a->rstd2, N, sl), Xm, W(x->mlp_norm), wadd, N, (int)D, eps);
+        cast_linear_fwd(G, Xn2, rows_at(W(x->wg), x->g_row0, D), rows_at(W(x->bg), x->g_row0, 1), N, (int)D, (int)F, 0);
+        cast_linear_fwd(U, Xn2, rows_at(W(x->wu), x->u_row0, D), rows_at(W(x->bu), x->u_row0, 1), N, (int)D, (int)F, 0);
+        if (c->gemma) cast_geglu_fwd(a->h, G, U, N * F);
+        else cast_swiglu_fwd(a->h, G, U, N * F);
         /* the layer's output is the next layer's input (in place when not storing) */
         float *out = l + 1 < c->layers ? (P->store ? L_(a->x_in, N * D, l + 1) : X) : a->x_last;
-        memcpy(out, Xm, sizeof(float) * (size_t)(N * D));
-        cast_linear_fwd(out, a->h, W(x->wd), W(x->bd), N, (int)F, (int)D, 1);
+        if (c->gemma) { /* out = Xm + rmsnorm(Mo), Mo = h·Wd^T */
+            float *Mo = L_(a->mo, N * D, sl);
+            cast_linear_fwd(Mo, a->h, W(x->wd), W(x->bd), N, (int)F, (int)D, 0);
+            cast_rmsnorm_fwd(out, L_(a->rstd_mo, N, sl), Mo, W(x->post_mlp_norm), wadd, N, (int)D, eps);
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
+            for (int64_t i = 0; i < N * D; i++) out[i] += Xm[i];
+        } else {
+            memcpy(out, Xm, sizeof(float) * (size_t)(N * D));
+            cast_linear_fwd(out, a->h, W(x->wd), W(x->bd), N, (int)F, (int)D, 1);
+        }
     }
-    cast_rmsnorm_fwd(a->xf, a->rstdf, a->x_last, T[m->norm].data, N, (int)D, (float)c->rms_eps);
+    cast_rmsnorm_fwd(a->xf, a->rstdf, a->x_last, T[m->norm].data, wadd, N, (int)D, eps);
 #undef W
 }
 
@@ -327,12 +395,13 @@ static int64_t prepare(pass *P) {
     return rows;
 }
 
-static size_t attn_scratch_need(const cast_seqs *s, const cast_kv *kv, const int *slot_of) {
-    size_t need = 1;
+/* Forward: n·(past + n) scores; backward: 2·n·n (3·n·n with soft-capping). */
+static size_t attn_scratch_need(const cast_model *m, const cast_seqs *s, const cast_kv *kv, const int *slot_of) {
+    size_t need = 1, per = m->cfg.attn_softcap > 0 ? 3 : 2;
     for (int b = 0; b < s->n; b++) {
         size_t n = (size_t)(s->off[b + 1] - s->off[b]);
         size_t past = kv ? (size_t)kv->len[slot_of ? slot_of[b] : b] : 0;
-        size_t x = n * (past + n) > 2 * n * n ? n * (past + n) : 2 * n * n;
+        size_t x = n * (past + n) > per * n * n ? n * (past + n) : per * n * n;
         need = x > need ? x : need;
     }
     return need;
@@ -354,15 +423,20 @@ static void loss_chunks(pass *P, int64_t rows, float grad_scale, float *dlm, cas
     cast_acts *a = P->a;
     int D = m->cfg.hidden, V = m->cfg.vocab;
     const float *Wlm = m->tensors[m->lm_head].data;
-    float *xc = a->xchunk;
+    float *xc = a->xchunk, cap = (float)m->cfg.final_softcap;
     double sum = 0;
     if (grad_scale != 0.0f) memset(a->dxf, 0, sizeof(float) * (size_t)(P->N * D));
     for (int64_t r0 = 0; r0 < rows; r0 += LOGIT_CHUNK) {
         int64_t n = rows - r0 < LOGIT_CHUNK ? rows - r0 : LOGIT_CHUNK;
         for (int64_t i = 0; i < n; i++) memcpy(xc + i * D, a->xf + (int64_t)a->rows[r0 + i] * D, sizeof(float) * D);
         cast_linear_fwd(a->logit_chunk, xc, Wlm, NULL, n, D, V, 0);
+        if (cap > 0) {
+            cast_softcap_fwd(a->logit_chunk, n * V, cap);
+            if (grad_scale != 0.0f) memcpy(a->capped, a->logit_chunk, sizeof(float) * (size_t)(n * V));
+        }
         sum += cast_cross_entropy(a->logit_chunk, a->targets + r0, n, V, grad_scale, a->row_loss + r0);
         if (grad_scale != 0.0f) {
+            if (cap > 0) cast_softcap_bwd(a->logit_chunk, a->capped, n * V, cap);
             /* dXf rows and dWlm from this chunk's dlogits */
             float *dxc = a->dxchunk;
             cast_linear_bwd(dxc, dlm, NULL, a->logit_chunk, xc, Wlm, n, D, V, 0);
@@ -401,7 +475,7 @@ static int begin(pass *P, const cast_model *m, cast_acts *a, const cast_seqs *s,
     P->N = s->off[s->n] - s->off[0];
     P->store = store;
     int max_pos = max_position(s, kv, slot_of);
-    acts_reserve(a, m, P->N, store ? m->cfg.layers : 1, backward, attn_scratch_need(s, kv, slot_of));
+    acts_reserve(a, m, P->N, store ? m->cfg.layers : 1, backward, attn_scratch_need(m, s, kv, slot_of));
     cast_rope_reserve(&a->rope, max_pos + 1);
     return 0;
 }
@@ -416,6 +490,7 @@ int cast_model_forward(const cast_model *m, cast_acts *a, const cast_seqs *s, fl
     if (logits) {
         int V = m->cfg.vocab;
         cast_linear_fwd(logits, a->xf, m->tensors[m->lm_head].data, NULL, P.N, m->cfg.hidden, V, 0);
+        if (m->cfg.final_softcap > 0) cast_softcap_fwd(logits, P.N * V, (float)m->cfg.final_softcap);
         double sum = 0;
         for (int64_t r = 0; r < rows; r++) {
             const float *x = logits + (int64_t)a->rows[r] * V;
@@ -442,8 +517,8 @@ static int lowest_needed_layer(const cast_model *m, const cast_grads *gr) {
     if (gr->g[m->embed]) return 0;
     for (int l = 0; l < m->cfg.layers; l++) {
         if (gr->gates) return l;
-        const int *idx = &m->layer[l].attn_norm;
-        for (size_t k = 0; k < sizeof(cast_layer_index) / sizeof(int); k++)
+        int idx[] = CAST_LAYER_TENSORS(&m->layer[l]);
+        for (size_t k = 0; k < sizeof idx / sizeof idx[0]; k++)
             if (idx[k] >= 0 && gr->g[idx[k]]) return l;
     }
     return m->cfg.layers; /* nothing below the head */
@@ -462,21 +537,39 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     float *X = L_(a->x_in, N * D, l), *Xn1 = L_(a->xn1, N * D, l), *Xm = L_(a->x_mid, N * D, l), *Xn2 = L_(a->xn2, N * D, l);
     float *Q = L_(a->q, N * Hd, l), *Kb = L_(a->k, N * Kd, l), *V = L_(a->v, N * Kd, l), *Z = L_(a->z, N * Hd, l);
     float *lse = L_(a->lse, N * H, l), *G = L_(a->g, N * F, l), *U = L_(a->u, N * F, l);
-    float *dres = a->dres;
+    float *dres = a->dres, wadd = norm_add(c);
 
-    /* MLP: out = Xm + h·Wd^T */
-    cast_swiglu_fwd(a->h, G, U, N * F);
+    /* MLP: out = Xm + h·Wd^T, or Gemma's out = Xm + rmsnorm(Mo), Mo = h·Wd^T */
+    if (c->gemma) cast_geglu_fwd(a->h, G, U, N * F);
+    else cast_swiglu_fwd(a->h, G, U, N * F);
+    const float *dMo = dres;
+    if (c->gemma) { /* dMo [N, D] through the post-feedforward norm */
+        memset(a->dtmp, 0, sizeof(float) * (size_t)(N * D));
+        cast_rmsnorm_bwd(a->dtmp, GR(x->post_mlp_norm), dres, L_(a->mo, N * D, l), W(x->post_mlp_norm), wadd,
+                         L_(a->rstd_mo, N, l), N, (int)D);
+        dMo = a->dtmp;
+    }
     /* h is dead once dWd is taken, so its buffer receives dG */
     float *dh = a->dg, *dG = a->h;
-    cast_linear_bwd(dh, GR(x->wd), GR(x->bd), dres, a->h, W(x->wd), N, (int)F, (int)D, 0);
-    cast_swiglu_bwd(dG, a->du, dh, G, U, N * F);
-    cast_linear_bwd(a->dxn, GR(x->wg), GR(x->bg), dG, Xn2, W(x->wg), N, (int)D, (int)F, 0);
-    cast_linear_bwd(a->dxn, GR(x->wu), GR(x->bu), a->du, Xn2, W(x->wu), N, (int)D, (int)F, 1);
-    cast_rmsnorm_bwd(dres, GR(x->mlp_norm), a->dxn, Xm, W(x->mlp_norm), L_(a->rstd2, N, l), N, (int)D);
+    cast_linear_bwd(dh, GR(x->wd), GR(x->bd), dMo, a->h, W(x->wd), N, (int)F, (int)D, 0);
+    if (c->gemma) cast_geglu_bwd(dG, a->du, dh, G, U, N * F);
+    else cast_swiglu_bwd(dG, a->du, dh, G, U, N * F);
+    cast_linear_bwd(a->dxn, rows_at(GR(x->wg), x->g_row0, D), rows_at(GR(x->bg), x->g_row0, 1), dG, Xn2,
+                    rows_at(W(x->wg), x->g_row0, D), N, (int)D, (int)F, 0);
+    cast_linear_bwd(a->dxn, rows_at(GR(x->wu), x->u_row0, D), rows_at(GR(x->bu), x->u_row0, 1), a->du, Xn2,
+                    rows_at(W(x->wu), x->u_row0, D), N, (int)D, (int)F, 1);
+    cast_rmsnorm_bwd(dres, GR(x->mlp_norm), a->dxn, Xm, W(x->mlp_norm), wadd, L_(a->rstd2, N, l), N, (int)D);
 
-    /* attention output: Xm = X + Zg·Wo^T */
+    /* attention output: Xm = X + Zg·Wo^T, or Gemma's Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
+    const float *dAo = dres;
+    if (c->gemma) {
+        memset(a->dtmp, 0, sizeof(float) * (size_t)(N * D));
+        cast_rmsnorm_bwd(a->dtmp, GR(x->post_attn_norm), dres, L_(a->ao, N * D, l), W(x->post_attn_norm), wadd,
+                         L_(a->rstd_ao, N, l), N, (int)D);
+        dAo = a->dtmp;
+    }
     const float *Zg = gated(P, l, Z);
-    cast_linear_bwd(a->dz, GR(x->wo), GR(x->bo), dres, Zg, W(x->wo), N, (int)Hd, (int)D, 0);
+    cast_linear_bwd(a->dz, GR(x->wo), GR(x->bo), dAo, Zg, W(x->wo), N, (int)Hd, (int)D, 0);
     if (gr->gates) {
         for (int h = 0; h < H; h++) {
             double s = 0;
@@ -493,7 +586,8 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
                 for (int k = 0; k < d; k++) a->dz[t * Hd + h * d + k] *= xi[h];
     }
     /* attention core, per (sequence, head); dK and dV per query head, summed per group after */
-    float scale = 1.0f / sqrtf((float)d);
+    float scale = attn_scale(c), cap = (float)c->attn_softcap;
+    int window = cast_config_window(c, l);
     int pairs = P->s->n * H;
     int64_t attn_work = 2 * attention_work(P, H, d);
 #pragma omp parallel for schedule(dynamic, 1) if (CAST_PARALLEL(attn_work))
@@ -504,8 +598,8 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
         float *scratch = a->attn_scratch + (size_t)omp_get_thread_num() * a->attn_per_thread;
         cast_attention_bwd(a->dq + r0 * Hd + h * d, (int)Hd, a->dkh + r0 * Hd + h * d, a->dvh + r0 * Hd + h * d, (int)Hd,
                            a->dz + r0 * Hd + h * d, Z + r0 * Hd + h * d, (int)Hd, lse + (int64_t)h * N + r0,
-                           Q + r0 * Hd + h * d, Kb + r0 * Kd + g * d, V + r0 * Kd + g * d, (int)Kd, n, c->sliding_window, d,
-                           scale, scratch);
+                           Q + r0 * Hd + h * d, Kb + r0 * Kd + g * d, V + r0 * Kd + g * d, (int)Kd, n, window, d, scale,
+                           cap, scratch);
     }
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * Kd))
     for (int64_t t = 0; t < N; t++)
@@ -521,10 +615,25 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
             }
     cast_rope_apply(&a->rope, a->dq, a->pos, N, H, 1);
     cast_rope_apply(&a->rope, a->dk, a->pos, N, K, 1);
-    cast_linear_bwd(a->dxn, GR(x->wq), GR(x->bq), a->dq, Xn1, W(x->wq), N, (int)D, (int)Hd, 0);
-    cast_linear_bwd(a->dxn, GR(x->wk), GR(x->bk), a->dk, Xn1, W(x->wk), N, (int)D, (int)Kd, 1);
-    cast_linear_bwd(a->dxn, GR(x->wv), GR(x->bv), a->dv, Xn1, W(x->wv), N, (int)D, (int)Kd, 1);
-    cast_rmsnorm_bwd(dres, GR(x->attn_norm), a->dxn, X, W(x->attn_norm), L_(a->rstd1, N, l), N, (int)D);
+    float *dQlin = a->dq, *dKlin = a->dk;
+    if (c->qk_norm) {
+        /* through the per-head norms, into the per-head buffers (free once summed above) */
+        dQlin = a->dkh;
+        dKlin = a->dvh;
+        memset(dQlin, 0, sizeof(float) * (size_t)(N * Hd));
+        memset(dKlin, 0, sizeof(float) * (size_t)(N * Kd));
+        cast_rmsnorm_bwd(dQlin, GR(x->q_norm), a->dq, L_(a->q_pre, N * Hd, l), W(x->q_norm), 0.0f, L_(a->rstd_q, N * H, l),
+                         N * H, d);
+        cast_rmsnorm_bwd(dKlin, GR(x->k_norm), a->dk, L_(a->k_pre, N * Kd, l), W(x->k_norm), 0.0f, L_(a->rstd_k, N * K, l),
+                         N * K, d);
+    }
+    cast_linear_bwd(a->dxn, rows_at(GR(x->wq), x->q_row0, D), rows_at(GR(x->bq), x->q_row0, 1), dQlin, Xn1,
+                    rows_at(W(x->wq), x->q_row0, D), N, (int)D, (int)Hd, 0);
+    cast_linear_bwd(a->dxn, rows_at(GR(x->wk), x->k_row0, D), rows_at(GR(x->bk), x->k_row0, 1), dKlin, Xn1,
+                    rows_at(W(x->wk), x->k_row0, D), N, (int)D, (int)Kd, 1);
+    cast_linear_bwd(a->dxn, rows_at(GR(x->wv), x->v_row0, D), rows_at(GR(x->bv), x->v_row0, 1), a->dv, Xn1,
+                    rows_at(W(x->wv), x->v_row0, D), N, (int)D, (int)Kd, 1);
+    cast_rmsnorm_bwd(dres, GR(x->attn_norm), a->dxn, X, W(x->attn_norm), wadd, L_(a->rstd1, N, l), N, (int)D);
 #undef W
 #undef GR
 }
@@ -545,15 +654,16 @@ int cast_model_forward_backward(const cast_model *m, cast_acts *a, const cast_se
     loss_chunks(&P, rows, (float)(1.0 / denom), gr->g[m->lm_head], &l);
     /* final norm */
     memset(a->dres, 0, sizeof(float) * (size_t)(N * D));
-    cast_rmsnorm_bwd(a->dres, gr->g[m->norm], a->dxf, a->x_last, m->tensors[m->norm].data, a->rstdf, N, (int)D);
+    cast_rmsnorm_bwd(a->dres, gr->g[m->norm], a->dxf, a->x_last, m->tensors[m->norm].data, norm_add(&m->cfg), a->rstdf, N, (int)D);
     int lowest = lowest_needed_layer(m, gr);
     for (int layer = m->cfg.layers - 1; layer >= lowest; layer--) backward_layer(&P, layer, gr);
     float *dE = gr->g[m->embed];
     if (dE) {
         /* tokens may repeat: accumulate serially over tokens, in parallel over columns */
+        float es = m->cfg.embed_scale != 0.0f ? m->cfg.embed_scale : 1.0f;
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
         for (int64_t k = 0; k < D; k++)
-            for (int64_t t = 0; t < N; t++) dE[(int64_t)s->ids[P.base + t] * D + k] += a->dres[t * D + k];
+            for (int64_t t = 0; t < N; t++) dE[(int64_t)s->ids[P.base + t] * D + k] += es * a->dres[t * D + k];
     }
     if (loss) *loss = l;
     return 0;
@@ -605,6 +715,7 @@ int cast_model_step(const cast_model *m, cast_acts *a, cast_kv *kv, const cast_s
         }
         cast_linear_fwd(last_logits + (int64_t)b0 * V, a->xchunk, Wlm, NULL, n, D, V, 0);
     }
+    if (m->cfg.final_softcap > 0) cast_softcap_fwd(last_logits, (int64_t)s->n * V, (float)m->cfg.final_softcap);
     for (int b = 0; b < s->n; b++) kv->len[slot_of ? slot_of[b] : b] += (int)(s->off[b + 1] - s->off[b]);
     return 0;
 }

@@ -34,6 +34,7 @@ static void build_table(cast_model *m) {
     m->layer = cast_xcalloc((size_t)c->layers, sizeof *m->layer);
     for (int l = 0; l < c->layers; l++) {
         cast_layer_index *x = &m->layer[l];
+        memset(x, 0, sizeof *x); /* row offsets 0 unless fused */
 #define T(field, suffix, rows, cols)                                      \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
     x->field = add_tensor(m, &cap, name, rows, cols)
@@ -42,21 +43,42 @@ static void build_table(cast_model *m) {
         T(field, suffix, rows, 0);                                        \
     } else x->field = -1
         T(attn_norm, "input_layernorm.weight", D, 0);
-        T(wq, "self_attn.q_proj.weight", qd, D);
-        OPT(bq, c->qkv_bias, "self_attn.q_proj.bias", qd);
-        T(wk, "self_attn.k_proj.weight", kvd, D);
-        OPT(bk, c->qkv_bias, "self_attn.k_proj.bias", kvd);
-        T(wv, "self_attn.v_proj.weight", kvd, D);
-        OPT(bv, c->qkv_bias, "self_attn.v_proj.bias", kvd);
+        if (c->fused) {
+            /* Phi-3: qkv_proj = [q rows; k rows; v rows], no biases */
+            T(wq, "self_attn.qkv_proj.weight", qd + 2 * kvd, D);
+            x->wk = x->wv = x->wq;
+            x->k_row0 = (int)qd;
+            x->v_row0 = (int)(qd + kvd);
+            x->bq = x->bk = x->bv = -1;
+        } else {
+            T(wq, "self_attn.q_proj.weight", qd, D);
+            OPT(bq, c->qkv_bias, "self_attn.q_proj.bias", qd);
+            T(wk, "self_attn.k_proj.weight", kvd, D);
+            OPT(bk, c->qkv_bias, "self_attn.k_proj.bias", kvd);
+            T(wv, "self_attn.v_proj.weight", kvd, D);
+            OPT(bv, c->qkv_bias, "self_attn.v_proj.bias", kvd);
+        }
         T(wo, "self_attn.o_proj.weight", D, qd);
         OPT(bo, c->o_bias, "self_attn.o_proj.bias", D);
-        T(mlp_norm, "post_attention_layernorm.weight", D, 0);
-        T(wg, "mlp.gate_proj.weight", F, D);
-        OPT(bg, c->mlp_bias, "mlp.gate_proj.bias", F);
-        T(wu, "mlp.up_proj.weight", F, D);
-        OPT(bu, c->mlp_bias, "mlp.up_proj.bias", F);
+        OPT(q_norm, c->qk_norm, "self_attn.q_norm.weight", c->head_dim);
+        OPT(k_norm, c->qk_norm, "self_attn.k_norm.weight", c->head_dim);
+        OPT(post_attn_norm, c->gemma, "post_attention_layernorm.weight", D);
+        T(mlp_norm, c->gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight", D, 0);
+        if (c->fused) {
+            /* Phi-3: gate_up_proj = [gate rows; up rows] */
+            T(wg, "mlp.gate_up_proj.weight", 2 * F, D);
+            x->wu = x->wg;
+            x->u_row0 = (int)F;
+            x->bg = x->bu = -1;
+        } else {
+            T(wg, "mlp.gate_proj.weight", F, D);
+            OPT(bg, c->mlp_bias, "mlp.gate_proj.bias", F);
+            T(wu, "mlp.up_proj.weight", F, D);
+            OPT(bu, c->mlp_bias, "mlp.up_proj.bias", F);
+        }
         T(wd, "mlp.down_proj.weight", D, F);
         OPT(bd, c->mlp_bias, "mlp.down_proj.bias", D);
+        OPT(post_mlp_norm, c->gemma, "post_feedforward_layernorm.weight", D);
 #undef T
 #undef OPT
     }
@@ -104,8 +126,9 @@ void cast_model_init_random(cast_model *m, const cast_config *cfg, uint64_t seed
         t->data = p;
         p += t->numel;
         int is_norm = strstr(t->name, "norm.weight") != NULL;
+        float unit = cfg->gemma ? 0.0f : 1.0f; /* the identity norm: Gemma's are 1 + w */
         for (int64_t k = 0; k < t->numel; k++)
-            t->data[k] = is_norm ? 1.0f : (float)(scale * cast_rng_normal(&rng));
+            t->data[k] = is_norm ? unit : (float)(scale * cast_rng_normal(&rng));
     }
 }
 
@@ -115,13 +138,15 @@ typedef struct located {
     const cast_st_tensor *st;
 } located;
 
-static int open_weights(cast_model *m, const char *dir, cast_err *err) {
+/* weights 0: headers only (cast_model_load_header) */
+static int open_weights(cast_model *m, const char *dir, int weights, cast_err *err) {
+    int (*open)(cast_st_file *, const char *, cast_err *) = weights ? cast_st_open : cast_st_open_header;
     char *single = cast_path_join(dir, "model.safetensors");
     char *index = cast_path_join(dir, "model.safetensors.index.json");
     int rc = -1;
     if (cast_file_exists(single)) {
         m->files = cast_xcalloc(1, sizeof *m->files);
-        if (cast_st_open(&m->files[0], single, err) == 0) {
+        if (open(&m->files[0], single, err) == 0) {
             m->n_files = 1;
             rc = 0;
         }
@@ -159,7 +184,7 @@ static int open_weights(cast_model *m, const char *dir, cast_err *err) {
     for (int i = 0; i < n; i++) {
         char *p = cast_path_join(dir, names[i]);
         int bad = !cast_file_exists(p) ? cast_fail(err, "%s: shard named in %s is missing", p, index)
-                                       : cast_st_open(&m->files[m->n_files], p, err);
+                                       : open(&m->files[m->n_files], p, err);
         free(p);
         if (bad) goto shards_done;
         m->n_files++;
@@ -223,7 +248,7 @@ static int locate_tensors(cast_model *m, located *loc, cast_err *err) {
     return 0;
 }
 
-int cast_model_load(cast_model *m, const char *dir, cast_err *err) {
+static int model_load(cast_model *m, const char *dir, int weights, cast_err *err) {
     memset(m, 0, sizeof *m);
     if (!cast_dir_exists(dir)) return cast_fail(err, "%s: not a model folder", dir);
     char *cfg_path = cast_path_join(dir, "config.json");
@@ -237,11 +262,16 @@ int cast_model_load(cast_model *m, const char *dir, cast_err *err) {
     if (rc) return -1;
     m->path = cast_xstrdup(dir);
     build_table(m);
-    if (open_weights(m, dir, err)) goto fail;
+    if (open_weights(m, dir, weights, err)) goto fail;
     located *loc = cast_xcalloc((size_t)m->n_tensors, sizeof *loc);
     if (locate_tensors(m, loc, err)) {
         free(loc);
         goto fail;
+    }
+    if (!weights) { /* names, shapes and dtype only: tensors have no data */
+        m->storage = loc[0].st->dtype;
+        free(loc);
+        return 0;
     }
     /* F32 tensors at 4-byte-aligned offsets are used in place; the rest are
      * converted into one owned buffer. */
@@ -271,6 +301,14 @@ fail:
     return -1;
 }
 
+int cast_model_load(cast_model *m, const char *dir, cast_err *err) {
+    return model_load(m, dir, 1, err);
+}
+
+int cast_model_load_header(cast_model *m, const char *dir, cast_err *err) {
+    return model_load(m, dir, 0, err);
+}
+
 cast_head_slices cast_model_head(const cast_model *m, int layer, int head) {
     const cast_layer_index *x = &m->layer[layer];
     cast_head_slices s;
@@ -282,11 +320,16 @@ cast_head_slices cast_model_head(const cast_model *m, int layer, int head) {
     s.wv = x->wv;
     s.bv = x->bv;
     s.wo = x->wo;
-    s.q_row0 = head * d;
+    s.q_row0 = x->q_row0 + head * d;
     s.kv_row0 = g * d;
+    s.k_row0 = x->k_row0 + g * d;
+    s.v_row0 = x->v_row0 + g * d;
     s.o_col0 = head * d;
     s.d = d;
     s.group = g;
+    s.cols = m->cfg.hidden;
+    s.o_stride = m->cfg.heads * d;
+    s.fused = x->wq == x->wk;
     return s;
 }
 
@@ -310,8 +353,9 @@ static int write_config(const cast_model *m, const char *dir, cast_dtype dtype, 
     } else {
         const cast_config *c = &m->cfg;
         cast_buf b = {0};
-        cast_buf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", c->architecture,
-                        c->arch == CAST_ARCH_QWEN2 ? "qwen2" : c->arch == CAST_ARCH_MISTRAL ? "mistral" : "llama");
+        static const char *const types[] = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2"};
+        cast_buf_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", cast_arch_name(c->arch),
+                        types[c->arch]);
         cast_buf_printf(&b, "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n", c->vocab, c->hidden,
                         c->inter);
         cast_buf_printf(&b, "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n",
@@ -325,9 +369,26 @@ static int write_config(const cast_model *m, const char *dir, cast_dtype dtype, 
         if (c->arch == CAST_ARCH_LLAMA)
             cast_buf_printf(&b, "  \"attention_bias\": %s,\n  \"mlp_bias\": %s,\n", c->qkv_bias ? "true" : "false",
                             c->mlp_bias ? "true" : "false");
+        if (c->arch == CAST_ARCH_QWEN3 || c->arch == CAST_ARCH_GEMMA2)
+            cast_buf_printf(&b, "  \"attention_bias\": %s,\n", c->qkv_bias ? "true" : "false");
+        if (c->arch == CAST_ARCH_MISTRAL || c->arch == CAST_ARCH_PHI3 || c->arch == CAST_ARCH_GEMMA2)
+            cast_buf_printf(&b, "  \"sliding_window\": %d,\n", c->sliding_window);
+        if (c->arch == CAST_ARCH_PHI3 && c->rope_dim)
+            cast_buf_printf(&b, "  \"partial_rotary_factor\": %.17g,\n", (double)c->rope_dim / c->head_dim);
+        if (c->gemma) {
+            /* layer_types spelled out: a config built in code may not follow the even/odd default */
+            cast_buf_printf(&b, "  \"query_pre_attn_scalar\": %.17g,\n", c->attn_scale > 0 ? 1.0 / (c->attn_scale * c->attn_scale) : (double)c->head_dim);
+            cast_buf_printf(&b, "  \"attn_logit_softcapping\": %.17g,\n  \"final_logit_softcapping\": %.17g,\n", c->attn_softcap,
+                            c->final_softcap);
+            cast_buf_puts(&b, "  \"hidden_activation\": \"gelu_pytorch_tanh\",\n  \"layer_types\": [");
+            for (int l = 0; l < c->layers; l++)
+                cast_buf_printf(&b, "%s\"%s\"", l ? ", " : "", c->full_layer[l] ? "full_attention" : "sliding_attention");
+            cast_buf_puts(&b, "],\n");
+        }
         if (c->bos_id >= 0) cast_buf_printf(&b, "  \"bos_token_id\": %d,\n", c->bos_id);
         if (c->n_eos) cast_buf_printf(&b, "  \"eos_token_id\": %d,\n", c->eos_ids[0]);
-        cast_buf_printf(&b, "  \"hidden_act\": \"silu\",\n  \"torch_dtype\": \"%s\"\n}\n", dtype_torch_name(dtype));
+        cast_buf_printf(&b, "  \"hidden_act\": \"%s\",\n  \"torch_dtype\": \"%s\"\n}\n", c->gemma ? "gelu_pytorch_tanh" : "silu",
+                        dtype_torch_name(dtype));
         text = cast_buf_steal(&b);
     }
     rc = cast_write_file_atomic(dst, text, strlen(text), err);

@@ -1,8 +1,11 @@
 #include "model/safetensors.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/buf.h"
 #include "base/json.h"
@@ -165,6 +168,62 @@ int cast_st_open(cast_st_file *f, const char *path, cast_err *err) {
     return 0;
 }
 
+int cast_st_open_header(cast_st_file *f, const char *path, cast_err *err) {
+    memset(f, 0, sizeof *f);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return cast_fail(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    uint8_t len8[8];
+    uint64_t hlen = 0;
+    int rc = -1;
+    uint8_t *buf = NULL;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        cast_fail(err, "%s: not a regular file", path);
+        goto done;
+    }
+    if (fread(len8, 1, 8, fp) != 8) {
+        cast_fail(err, "%s: file too short for a safetensors header", path);
+        goto done;
+    }
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | len8[i];
+    if (hlen > (uint64_t)st.st_size - 8) {
+        cast_fail(err, "%s: header length %llu runs past the end of the file (%lld bytes)", path, (unsigned long long)hlen,
+                  (long long)st.st_size);
+        goto done;
+    }
+    if (hlen > MAX_HEADER) {
+        cast_fail(err, "%s: header length %llu is too large", path, (unsigned long long)hlen);
+        goto done;
+    }
+    /* the parser reads the header only; the size tells it where the data ends */
+    buf = cast_xmalloc((size_t)hlen + 8);
+    memcpy(buf, len8, 8);
+    size_t start;
+    if (fread(buf + 8, 1, (size_t)hlen, fp) != (size_t)hlen) cast_fail(err, "%s: read error", path);
+    else if (cast_st_parse(buf, (size_t)st.st_size, path, &f->tensors, &f->n, &start, err) == 0) {
+        f->path = cast_xstrdup(path);
+        f->data_size = (size_t)st.st_size - start;
+        rc = 0;
+    }
+done:
+    free(buf);
+    fclose(fp);
+    return rc;
+}
+
+char *cast_st_metadata(const cast_st_file *f, const char *key) {
+    const uint8_t *b = f->map.data;
+    if (!b || f->map.size < 8) return NULL;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
+    if (hlen > f->map.size - 8) return NULL;
+    cast_json *j = cast_json_parse((const char *)b + 8, (size_t)hlen, f->path, NULL);
+    const char *v = cast_json_string(cast_json_get(cast_json_get(j, "__metadata__"), key));
+    char *out = v ? cast_xstrdup(v) : NULL;
+    cast_json_free(j);
+    return out;
+}
+
 void cast_st_close(cast_st_file *f) {
     cast_st_tensors_free(f->tensors, f->n);
     cast_mmap_close(&f->map);
@@ -258,11 +317,23 @@ void cast_convert_to_f32(float *dst, const void *src, cast_dtype dtype, size_t n
 }
 
 int cast_st_write(const char *path, const cast_st_entry *entries, int n, cast_dtype dtype, cast_err *err) {
+    return cast_st_write_meta(path, entries, n, dtype, NULL, err);
+}
+
+int cast_st_write_meta(const char *path, const cast_st_entry *entries, int n, cast_dtype dtype, const char *const *meta,
+                       cast_err *err) {
     size_t es = cast_dtype_size(dtype);
     if (dtype != CAST_F32 && dtype != CAST_F16 && dtype != CAST_BF16)
         return cast_fail(err, "%s: cannot write dtype %s", path, cast_dtype_name(dtype));
     cast_buf h = {0};
-    cast_buf_puts(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    cast_buf_puts(&h, "{\"__metadata__\":{\"format\":\"pt\"");
+    for (int i = 0; meta && meta[i] && meta[i + 1]; i += 2) {
+        cast_buf_putc(&h, ',');
+        cast_buf_json_string(&h, meta[i], strlen(meta[i]));
+        cast_buf_putc(&h, ':');
+        cast_buf_json_string(&h, meta[i + 1], strlen(meta[i + 1]));
+    }
+    cast_buf_putc(&h, '}');
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         int64_t numel = 1;

@@ -43,6 +43,9 @@ int cast_st_parse(const uint8_t *buf, size_t size, const char *path, cast_st_ten
 void cast_st_tensors_free(cast_st_tensor *t, int n);
 
 int cast_st_open(cast_st_file *f, const char *path, cast_err *err);
+/* The header only (names, dtypes, shapes, offsets checked against the file's
+ * size); no data is read or mapped: f->data is NULL. Closed by cast_st_close. */
+int cast_st_open_header(cast_st_file *f, const char *path, cast_err *err);
 void cast_st_close(cast_st_file *f);
 const cast_st_tensor *cast_st_find(const cast_st_file *f, const char *name);
 
@@ -63,5 +66,11 @@ typedef struct cast_st_entry {
     const float *data;
 } cast_st_entry;
 int cast_st_write(const char *path, const cast_st_entry *entries, int n, cast_dtype dtype, cast_err *err);
+/* The same with string metadata in "__metadata__": meta holds key, value,
+ * key, value, ..., NULL (NULL meta: {"format": "pt"} only). */
+int cast_st_write_meta(const char *path, const cast_st_entry *entries, int n, cast_dtype dtype, const char *const *meta,
+                       cast_err *err);
+/* The string value of key in the file's "__metadata__" (malloc'd), or NULL. */
+char *cast_st_metadata(const cast_st_file *f, const char *key);
 
 #endif

@@ -13,7 +13,8 @@ void cast_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
     double *score = cast_xmalloc(sizeof(double) * (size_t)n), *cos = cast_xmalloc(sizeof(double) * (size_t)n),
            *fs = cast_xmalloc(sizeof(double) * (size_t)n);
     int *top = cast_xcalloc((size_t)n, sizeof(int));
-    int k = cast_top5_count(n);
+    /* the top 5 % of units: with k/v-group units, whole groups of per_unit heads */
+    int per_unit = cast_map_unit_heads(map), k = cast_top5_count(n / per_unit) * per_unit;
     double fs_lo = INFINITY, fs_hi = -INFINITY, s_hi = 0, cos_hi = 0;
     for (int i = 0; i < n; i++) {
         score[i] = map->stat[i].score;
@@ -25,12 +26,16 @@ void cast_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
         s_hi = fmax(s_hi, score[i]);
         if (map->stat[i].cos_defined) cos_hi = fmax(cos_hi, fabs(map->stat[i].cos));
     }
-    char fs_title[64], caption[512];
+    char fs_title[64], caption[640], null_text[128] = "";
     snprintf(fs_title, sizeof fs_title, "functional sensitivity (%s)", cast_fs_name(map->fs));
+    if (map->null_permutations > 0)
+        snprintf(null_text, sizeof null_text, " (FS-permutation null: mean %.0f%%, p = %.3g)", 100 * map->concentration_null_mean,
+                 map->concentration_null_p);
     snprintf(caption, sizeof caption,
-             "%s: outlined = top 5%% (%d heads) by score; top 5%% hold %.0f%% of the total score. oc=%s, combine=%s, kv_in_score=%d.",
-             map->model_path, k, 100 * map->concentration, cast_oc_name(map->oc), cast_combine_name(map->combine),
-             map->kv_in_score);
+             "%s: outlined = top 5%% (%d heads) by score; top 5%% hold %.0f%% of the total score%s. oc=%s, combine=%s, "
+             "kv_in_score=%d, unit=%s.",
+             map->model_path, k, 100 * map->concentration, null_text, cast_oc_name(map->oc), cast_combine_name(map->combine),
+             map->kv_in_score, cast_unit_name(map->unit));
     cast_heatmap maps[3] = {
         {"conflict score", score, map->layers, map->heads, 0, s_hi > 0 ? s_hi : 1, 0, top, "layer", "head", "score"},
         {"", cos, map->layers, map->heads, -cos_hi, cos_hi, 1, top, "layer", "head", ""},

@@ -779,6 +779,15 @@ void cast_dataset_take(cast_dataset *d, int first, int count) {
     d->n = count;
 }
 
+void cast_dataset_keep(cast_dataset *d, const int *idx, int n) {
+    int k = 0;
+    for (int i = 0; i < d->n; i++) {
+        if (k < n && idx[k] == i) d->ex[k++] = d->ex[i];
+        else example_free(&d->ex[i]);
+    }
+    d->n = k;
+}
+
 void cast_dataset_shuffle(cast_dataset *d, uint64_t seed) {
     int *order = cast_xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
     for (int i = 0; i < d->n; i++) order[i] = i;
@@ -859,67 +868,135 @@ static int prefix_line(cast_err *err, const cast_dataset *d, const cast_example 
     return cast_fail_prefix(err, where);
 }
 
-int cast_dataset_encode(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl, int max_len,
-                        int max_examples, cast_seqs *out, cast_err *err) {
+int cast_on_long_parse(const char *s, cast_on_long *out) {
+    static const char *const names[] = {"skip", "truncate", "error"};
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, names[i])) {
+            *out = (cast_on_long)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *cast_on_long_name(cast_on_long p) {
+    return p == CAST_ON_LONG_TRUNCATE ? "truncate" : p == CAST_ON_LONG_ERROR ? "error" : "skip";
+}
+
+/* One example's ids and labels, before any length limit. vocab bounds
+ * pre-tokenized ids (0: unchecked). */
+static int encode_example(const cast_dataset *d, const cast_example *e, const cast_tokenizer *tok,
+                          const cast_chat_template *tpl, int vocab, int **ids, int **labels, int *n, cast_err *err) {
+    int rc = 0;
+    *ids = *labels = NULL;
+    *n = 0;
+    switch (d->kind) {
+    case CAST_DATA_TOKENS:
+        *n = e->n_ids;
+        *ids = cast_xmalloc(sizeof(int) * (size_t)(*n ? *n : 1));
+        *labels = cast_xmalloc(sizeof(int) * (size_t)(*n ? *n : 1));
+        memcpy(*ids, e->ids, sizeof(int) * (size_t)*n);
+        memcpy(*labels, e->labels ? e->labels : e->ids, sizeof(int) * (size_t)*n);
+        for (int k = 0; k < *n && vocab > 0; k++)
+            if ((*ids)[k] >= vocab || (*labels)[k] >= vocab)
+                return fail_at(err, d->path, e->line, "token id %d is outside the vocabulary (size %d)",
+                               (*ids)[k] >= vocab ? (*ids)[k] : (*labels)[k], vocab);
+        return 0;
+    case CAST_DATA_MESSAGES: rc = cast_chat_encode(tpl, tok, e->messages, e->n_messages, 0, ids, labels, n, err); break;
+    case CAST_DATA_TEXT: {
+        int cap = 0;
+        rc = append_ids(tok, e->text, 1, 1, ids, labels, n, &cap, err);
+        break;
+    }
+    default: {
+        const char *resp = d->kind == CAST_DATA_MULTIPLE_CHOICE ? e->choices[e->correct] : e->response;
+        rc = cast_encode_prompt_response(tok, tpl, e->prompt, resp, ids, labels, n, err);
+    }
+    }
+    if (rc) prefix_line(err, d, e);
+    return rc;
+}
+
+/* Scored tokens among the first n (position 0 predicts nothing). */
+static int count_scored(const int *labels, int n) {
+    int scored = 0;
+    for (int k = 1; k < n; k++) scored += labels[k] != CAST_IGNORE_LABEL;
+    return scored;
+}
+
+/* strict: the historical behaviour of cast_dataset_encode (truncate; an
+ * example left without a scored token is an error, not skipped). */
+static int encode_all(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl,
+                      const cast_encode_opts *o, int strict, cast_seqs *out, int *n_skipped, int **seq_example,
+                      cast_err *err) {
     memset(out, 0, sizeof *out);
+    if (n_skipped) *n_skipped = 0;
+    if (seq_example) *seq_example = NULL;
     if (d->kind == CAST_DATA_EVAL_PROMPTS)
         return cast_fail(err, "%s: evaluation prompts (%s) have no responses to train or score on", d->path, d->format);
     if (d->kind != CAST_DATA_TOKENS && !tok) return cast_fail(err, "%s: encoding text needs a tokenizer", d->path);
     if (d->kind == CAST_DATA_MESSAGES && !tpl)
         return cast_fail(err, "%s: conversations need a chat template (--template NAME: %s)", d->path,
                          cast_chat_builtin_names());
-    int n_ex = max_examples > 0 && max_examples < d->n ? max_examples : d->n;
-    int vocab = tok ? cast_tokenizer_vocab_size(tok) : 0;
+    int max_len = o->max_len;
+    int n_ex = o->max_examples > 0 && o->max_examples < d->n ? o->max_examples : d->n;
+    int vocab = o->vocab_size > 0 ? o->vocab_size : tok ? cast_tokenizer_vocab_size(tok) : 0;
+    int skipped = 0;
+    int *which = seq_example ? cast_xmalloc(sizeof(int) * (size_t)(n_ex ? n_ex : 1)) : NULL;
     for (int i = 0; i < n_ex; i++) {
         const cast_example *e = &d->ex[i];
-        int *ids = NULL, *labels = NULL, n = 0, rc = 0;
-        switch (d->kind) {
-        case CAST_DATA_TOKENS:
-            n = e->n_ids;
-            ids = cast_xmalloc(sizeof(int) * (size_t)n);
-            labels = cast_xmalloc(sizeof(int) * (size_t)n);
-            memcpy(ids, e->ids, sizeof(int) * (size_t)n);
-            memcpy(labels, e->labels ? e->labels : e->ids, sizeof(int) * (size_t)n);
-            for (int k = 0; k < n && vocab > 0; k++)
-                if (ids[k] >= vocab || labels[k] >= vocab) {
-                    rc = fail_at(err, d->path, e->line, "token id %d is outside the vocabulary (size %d)",
-                                 ids[k] >= vocab ? ids[k] : labels[k], vocab);
-                    break;
-                }
-            break;
-        case CAST_DATA_MESSAGES:
-            rc = cast_chat_encode(tpl, tok, e->messages, e->n_messages, 0, &ids, &labels, &n, err);
-            if (rc) prefix_line(err, d, e);
-            break;
-        case CAST_DATA_TEXT: {
-            int cap = 0;
-            rc = append_ids(tok, e->text, 1, 1, &ids, &labels, &n, &cap, err);
-            if (rc) prefix_line(err, d, e);
-            break;
+        int *ids, *labels, n, keep = 1;
+        int rc = encode_example(d, e, tok, tpl, vocab, &ids, &labels, &n, err);
+        if (rc == 0 && max_len > 0 && n > max_len) {
+            if (strict || o->on_long == CAST_ON_LONG_TRUNCATE) {
+                n = max_len;
+                if (!strict && !count_scored(labels, n)) keep = 0;
+            } else if (o->on_long == CAST_ON_LONG_ERROR) {
+                rc = fail_at(err, d->path, e->line,
+                             "the example is %d tokens, longer than the limit of %d (--max-len; --on-long skip or "
+                             "truncate to go on)",
+                             n, max_len);
+            } else {
+                keep = 0;
+            }
         }
-        default: {
-            const char *resp = d->kind == CAST_DATA_MULTIPLE_CHOICE ? e->choices[e->correct] : e->response;
-            rc = cast_encode_prompt_response(tok, tpl, e->prompt, resp, &ids, &labels, &n, err);
-            if (rc) prefix_line(err, d, e);
+        if (rc == 0 && keep && !count_scored(labels, n))
+            rc = max_len > 0 && strict ? fail_at(err, d->path, e->line, "no scored token within the first %d tokens", max_len)
+                                       : fail_at(err, d->path, e->line, "no scored token");
+        if (rc == 0 && keep) {
+            if (which) which[out->n] = i;
+            cast_seqs_push(out, ids, labels, n);
         }
-        }
-        if (rc == 0) {
-            if (max_len > 0 && n > max_len) n = max_len;
-            int scored = 0;
-            for (int k = 1; k < n; k++) scored += labels[k] != CAST_IGNORE_LABEL;
-            if (!scored)
-                rc = max_len > 0 ? fail_at(err, d->path, e->line, "no scored token within the first %d tokens", max_len)
-                                 : fail_at(err, d->path, e->line, "no scored token");
-        }
-        if (rc == 0) cast_seqs_push(out, ids, labels, n);
+        skipped += rc == 0 && !keep;
         free(ids);
         free(labels);
         if (rc) {
+            free(which);
             cast_seqs_free(out);
             return -1;
         }
     }
+    if (n_ex > 0 && out->n == 0) {
+        free(which);
+        cast_seqs_free(out);
+        return cast_fail(err, "%s: all %d examples are longer than %d tokens (--on-long %s): nothing left to use; raise "
+                              "--max-len",
+                         d->path, n_ex, max_len, cast_on_long_name(o->on_long));
+    }
+    if (n_skipped) *n_skipped = skipped;
+    if (seq_example) *seq_example = which;
     return 0;
+}
+
+int cast_dataset_encode(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl, int max_len,
+                        int max_examples, cast_seqs *out, cast_err *err) {
+    cast_encode_opts o = {max_len, max_examples, CAST_ON_LONG_TRUNCATE, 0};
+    return encode_all(d, tok, tpl, &o, 1, out, NULL, NULL, err);
+}
+
+int cast_dataset_encode_opts(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl,
+                             const cast_encode_opts *o, cast_seqs *out, int *n_skipped, int **seq_example,
+                             cast_err *err) {
+    return encode_all(d, tok, tpl, o, 0, out, n_skipped, seq_example, err);
 }
 
 int cast_dataset_encode_prompts(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl,

@@ -61,6 +61,9 @@ void cast_dataset_free(cast_dataset *d);
 int cast_dataset_filter_label(cast_dataset *d, const char *label);
 /* Keeps examples [first, first + count) (clamped). */
 void cast_dataset_take(cast_dataset *d, int first, int count);
+/* Keeps the examples at the n increasing indices idx (e.g. the seq_example
+ * of cast_dataset_encode_opts, so that the dataset lines up with its sequences). */
+void cast_dataset_keep(cast_dataset *d, const int *idx, int n);
 /* Deterministic shuffle (cast_rng). */
 void cast_dataset_shuffle(cast_dataset *d, uint64_t seed);
 
@@ -76,9 +79,37 @@ void cast_dataset_shuffle(cast_dataset *d, uint64_t seed);
  *   the vocabulary);
  * - text: the text with the post-processor, all scored.
  * Evaluation prompts have nothing to score: an error. So is an example with
- * no scored token (naming its file and line). */
+ * no scored token (naming its file and line). This strict form truncates an
+ * over-long example and fails when no scored token is left; commands use
+ * cast_dataset_encode_opts and its --on-long policy. */
 int cast_dataset_encode(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl, int max_len,
                         int max_examples, cast_seqs *out, cast_err *err);
+
+/* What happens to an example longer than max_len tokens (--on-long). */
+typedef enum cast_on_long {
+    CAST_ON_LONG_SKIP,     /* left out and counted (the default) */
+    CAST_ON_LONG_TRUNCATE, /* cut to max_len; left out and counted when no scored token is left */
+    CAST_ON_LONG_ERROR,    /* an error naming the file and line */
+} cast_on_long;
+
+int cast_on_long_parse(const char *s, cast_on_long *out); /* "skip" | "truncate" | "error"; -1 otherwise */
+const char *cast_on_long_name(cast_on_long p);
+
+typedef struct cast_encode_opts {
+    int max_len;          /* tokens per sequence at most (0 = no limit) */
+    int max_examples;     /* the first N examples (0 = all) */
+    cast_on_long on_long; /* over-long examples */
+    int vocab_size;       /* pre-tokenized ids must be below it: the model's vocab_size, which may exceed the
+                             tokenizer's size (Qwen2 pads its embedding table); 0 = the tokenizer's size */
+} cast_encode_opts;
+
+/* cast_dataset_encode with a policy for over-long examples. *n_skipped (may
+ * be NULL) receives how many were left out; seq_example (may be NULL)
+ * receives the example index of each sequence (malloc'd, out->n entries).
+ * When every example is left out, an error. */
+int cast_dataset_encode_opts(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl,
+                             const cast_encode_opts *o, cast_seqs *out, int *n_skipped, int **seq_example,
+                             cast_err *err);
 
 /* Prompts for generation, one per example (labels all -100): the prompt as a
  * user turn through tpl with the generation prompt, or with tpl NULL the

@@ -309,7 +309,8 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
                                  el > 0 ? tokens_done / el : 0, el};
             stop = o->on_step(o->ctx, &log);
         }
-        if (o->checkpoint_dir && o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total) {
+        int periodic = o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total;
+        if (o->checkpoint_dir && (periodic || (o->final_checkpoint && step + 1 == total))) {
             if (write_checkpoint(o->checkpoint_dir, m, k, &opt, step + 1, err)) goto done;
             last_good = step + 1;
         }

@@ -38,6 +38,8 @@ typedef struct cast_train_opts {
     int save_every;      /* steps between checkpoints (0 = none) */
     const char *checkpoint_dir; /* where checkpoints go (NULL = none) */
     int resume;          /* continue from checkpoint_dir */
+    int final_checkpoint; /* also checkpoint after the last step, so a finished run can be
+                             extended (resume with more steps); it stays in checkpoint_dir */
     /* after every step; return non-zero to stop early (no error) */
     int (*on_step)(void *ctx, const cast_step_log *log);
     void *ctx;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write a tiny random Llama chat model folder with a real tokenizer, for `cast eval` tests.
 
-usage: make_tiny_chat_model.py OUTDIR [--constant]
+usage: make_tiny_chat_model.py OUTDIR [--constant] [--vocab N] [--max-pos N]
 
 OUTDIR/ gets config.json, model.safetensors (float32), tokenizer.json and tokenizer_config.json:
 - tokenizer: byte-level BPE over the 256 GPT-2 byte symbols, no merges (one token per byte),
@@ -12,6 +12,8 @@ OUTDIR/ gets config.json, model.safetensors (float32), tokenizer.json and tokeni
   eos_token_id 256 (<|endoftext|>), so the model's and the tokenizer's eos differ.
 --constant zeroes the final norm: every logit is 0, greedy always picks id 0 ("7") and every
 token's NLL is ln(259), which makes replies and scores predictable.
+--vocab N (> 259) pads the embedding table beyond the tokenizer, as Qwen2 checkpoints do;
+--max-pos N sets max_position_embeddings (default: make_cases's).
 """
 
 import json
@@ -84,14 +86,22 @@ def tokenizer_files(folder):
 
 
 def main(argv):
-    if len(argv) < 2 or any(a not in ("--constant",) for a in argv[2:]):
+    opts, rest = {"--vocab": 259, "--max-pos": 0}, argv[2:]
+    constant = "--constant" in rest
+    rest = [a for a in rest if a != "--constant"]
+    while len(rest) >= 2 and rest[0] in opts and rest[1].isdigit():
+        opts[rest[0]] = int(rest[1])
+        rest = rest[2:]
+    if len(argv) < 2 or rest or opts["--vocab"] < 259:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    folder, constant = argv[1], "--constant" in argv[2:]
+    folder = argv[1]
     os.makedirs(folder, exist_ok=True)
-    c = case("tiny_chat", "ChatML byte-level chat model", vocab=259, hidden=32, inter=64, layers=2, heads=4, kv_heads=2)
+    c = case("tiny_chat", "ChatML byte-level chat model", vocab=opts["--vocab"], hidden=32, inter=64, layers=2, heads=4, kv_heads=2)
     assert set(c) >= set(BASE)
     config = hf_config(c, None, 256)
+    if opts["--max-pos"]:
+        config["max_position_embeddings"] = opts["--max-pos"]
     cfg = Config.from_hf(config)
     gen = torch.Generator().manual_seed(1234)
     weights = init_weights(cfg, gen)

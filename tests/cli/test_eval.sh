@@ -116,7 +116,7 @@ assert e['kind'] == 'prompt_response' and e['metric'] == 'nll' and e['n'] == 3, 
 assert e['tokens'] == s['tokens'] and abs(e['loss'] - s['loss']) <= 1e-9 * s['loss'], (e, s)
 assert abs(e['perplexity'] - math.exp(e['loss'])) <= 1e-9 * e['perplexity']
 "
-"$CAST" eval "$K" --utility "$D/pr.jsonl" "$D/mmlu.csv" "$D/gsm.jsonl" --max-new-exact 4 --save-generations --out "$EV/ku.json" > "$EV/ku.txt"
+"$CAST" eval "$K" --utility "$D/pr.jsonl" "$D/mmlu.csv" "$D/gsm.jsonl" --max-new-exact 4 --save-generations --out-file "$EV/ku.json" > "$EV/ku.txt"
 check "constant NLL = ln 259" /usr/bin/python3 -c "
 import json, math
 u = json.load(open('$EV/ku.json'))['utility'][0]
@@ -150,8 +150,8 @@ cat > "$D/skills.jsonl" <<'EOF'
 EOF
 "$CAST" eval "$K" --utility "$D/skills.jsonl" --max-new-exact 4 --fewshot 1 --save-generations --json > "$EV/skills.json"
 check "prompt/answer items, bare-answer shot" [ "$(json_get "$EV/skills.json" "j['utility'][0]['kind'], j['utility'][0]['n'], [(g['extracted'], g['correct']) for g in j['utility'][0]['generations']]")" = "exact_answer 2 [('7777', False), ('7777', True)]" ]
-"$CAST" eval "$K" --utility "$D/gsm.jsonl" --max-new-exact 5 --limit 2 --json > "$EV/lim.json"
-check "--limit and --max-new-exact" [ "$(json_get "$EV/lim.json" "j['utility'][0]['n'], j['utility'][0]['exact_match'], j['utility'][0]['max_new']")" = "2 0 5" ]
+"$CAST" eval "$K" --utility "$D/gsm.jsonl" --max-new-exact 5 --first 2 --json > "$EV/lim.json"
+check "--first and --max-new-exact" [ "$(json_get "$EV/lim.json" "j['utility'][0]['n'], j['utility'][0]['exact_match'], j['utility'][0]['max_new']")" = "2 0 5" ]
 
 # a model folder without a tokenizer: pre-tokenized sets only
 /usr/bin/python3 "$SRC/tests/reference/make_cases.py" "$TMP/cases" llama_gqa_k2 >/dev/null || fail "make_cases"
@@ -165,8 +165,8 @@ assert e['kind'] == 'tokens' and e['tokens'] == s['tokens'] and abs(e['loss'] - 
 expect_error "text set without a tokenizer" "$D/harmful.csv: this dataset holds text" "$CAST" eval "$T" --harmful "$D/harmful.csv"
 
 # ---- --compare: base values and deltas
-"$CAST" eval "$M" --harmful "$D/harmful.csv" --benign "$D/xstest.csv" --utility "$D/pr.jsonl" "$D/gsm.jsonl" --max-new 8 --max-new-exact 4 --out "$EV/base.json" > /dev/null
-"$CAST" eval "$K" --harmful "$D/harmful.csv" --benign "$D/xstest.csv" --utility "$D/pr.jsonl" "$D/gsm.jsonl" --max-new 8 --max-new-exact 4 --refusals "$D/sevens.txt" --compare "$EV/base.json" --out "$EV/cmp.json" > "$EV/cmp.txt"
+"$CAST" eval "$M" --harmful "$D/harmful.csv" --benign "$D/xstest.csv" --utility "$D/pr.jsonl" "$D/gsm.jsonl" --max-new 8 --max-new-exact 4 --out-file "$EV/base.json" > /dev/null
+"$CAST" eval "$K" --harmful "$D/harmful.csv" --benign "$D/xstest.csv" --utility "$D/pr.jsonl" "$D/gsm.jsonl" --max-new 8 --max-new-exact 4 --refusals "$D/sevens.txt" --compare "$EV/base.json" --out-file "$EV/cmp.json" > "$EV/cmp.txt"
 check "deltas" /usr/bin/python3 -c "
 import json
 b = json.load(open('$EV/base.json')); c = json.load(open('$EV/cmp.json'))
@@ -187,24 +187,24 @@ CAST_PROGRESS=1 "$CAST" eval "$K" --harmful "$D/harmful.csv" --max-new 4 --json 
 check "progress on stderr, JSON on stdout" /usr/bin/python3 -c "
 import json; json.load(open('$EV/prog.json')); assert 'eval' in open('$EV/prog.err').read()"
 
-# ---- bad input: one-line errors, exit 1, no --out file
+# ---- bad input: one-line errors, exit 1, no --out-file file
 OUT="$EV/never.json"
-expect_error "no set" "at least one of" "$CAST" eval "$K" --out "$OUT"
-expect_error "missing file" "$D/nope.csv" "$CAST" eval "$K" --harmful "$D/nope.csv" --out "$OUT"
-expect_error "empty harmful set" "$D/empty.csv: empty dataset" "$CAST" eval "$K" --harmful "$D/empty.csv" --out "$OUT"
-expect_error "no prompts" "$D/text.jsonl" "$CAST" eval "$K" --harmful "$D/text.jsonl" --out "$OUT"
-expect_error "eval prompts as utility" "$D/harmful.csv: evaluation prompts" "$CAST" eval "$K" --utility "$D/harmful.csv" --out "$OUT"
-expect_error "no safe items" "$D/harmful_labels.csv: no item has label \"safe\"" bash -c "printf 'prompt,label\nx,unsafe\n' > '$D/harmful_labels.csv'; '$CAST' eval '$K' --benign '$D/harmful_labels.csv' --out '$OUT'"
+expect_error "no set" "at least one of" "$CAST" eval "$K" --out-file "$OUT"
+expect_error "missing file" "$D/nope.csv" "$CAST" eval "$K" --harmful "$D/nope.csv" --out-file "$OUT"
+expect_error "empty harmful set" "$D/empty.csv: empty dataset" "$CAST" eval "$K" --harmful "$D/empty.csv" --out-file "$OUT"
+expect_error "no prompts" "$D/text.jsonl" "$CAST" eval "$K" --harmful "$D/text.jsonl" --out-file "$OUT"
+expect_error "eval prompts as utility" "$D/harmful.csv: evaluation prompts" "$CAST" eval "$K" --utility "$D/harmful.csv" --out-file "$OUT"
+expect_error "no safe items" "$D/harmful_labels.csv: no item has label \"safe\"" bash -c "printf 'prompt,label\nx,unsafe\n' > '$D/harmful_labels.csv'; '$CAST' eval '$K' --benign '$D/harmful_labels.csv' --out-file '$OUT'"
 printf '\n \n' > "$D/blank.txt"
-expect_error "empty refusal list" "$D/blank.txt: no refusal phrases" "$CAST" eval "$K" --harmful "$D/harmful.csv" --refusals "$D/blank.txt" --out "$OUT"
-expect_error "fewshot too large" "--fewshot 3 leaves no example" "$CAST" eval "$K" --utility "$D/gsm.jsonl" --fewshot 3 --out "$OUT"
+expect_error "empty refusal list" "$D/blank.txt: no refusal phrases" "$CAST" eval "$K" --harmful "$D/harmful.csv" --refusals "$D/blank.txt" --out-file "$OUT"
+expect_error "fewshot too large" "--fewshot 3 leaves no example" "$CAST" eval "$K" --utility "$D/gsm.jsonl" --fewshot 3 --out-file "$OUT"
 printf '[1, 2]\n' > "$D/notbase.json"
-expect_error "bad --compare" "$D/notbase.json: not an eval.json" "$CAST" eval "$K" --harmful "$D/harmful.csv" --compare "$D/notbase.json" --out "$OUT"
+expect_error "bad --compare" "$D/notbase.json: not an eval.json" "$CAST" eval "$K" --harmful "$D/harmful.csv" --compare "$D/notbase.json" --out-file "$OUT"
 expect_error "save without out" "--save-generations" "$CAST" eval "$K" --harmful "$D/harmful.csv" --save-generations
 expect_error "bad batch" "--batch" "$CAST" eval "$K" --harmful "$D/harmful.csv" --batch 0
 printf '{"prompt": "a"}\n{"prompt": ""}\n' > "$D/badline.jsonl"
-expect_error "bad line named" "$D/badline.jsonl:2" "$CAST" eval "$K" --harmful "$D/harmful.csv" --benign "$D/badline.jsonl" --out "$OUT"
-check "no --out file after errors" [ ! -e "$OUT" ]
+expect_error "bad line named" "$D/badline.jsonl:2" "$CAST" eval "$K" --harmful "$D/harmful.csv" --benign "$D/badline.jsonl" --out-file "$OUT"
+check "no --out-file file after errors" [ ! -e "$OUT" ]
 check "no temporary files left" [ -z "$(ls "$EV" | grep -v '\.json$\|\.txt$\|\.err$')" ]
 check "help exits 0" bash -c "'$CAST' eval --help > /dev/null"
 finish

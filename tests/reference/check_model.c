@@ -61,6 +61,109 @@ static const float *expected(const cast_st_file *f, const char *name, int64_t nu
     return (const float *)(f->data + t->begin);
 }
 
+/* Logits [N, V] of the batch with the model as it is now. */
+static void logits_now(const cast_model *m, cast_acts *a, const cast_seqs *s, float *out) {
+    if (cast_model_forward(m, a, s, out, NULL, NULL, NULL, &err)) fprintf(stderr, "forward: %s\n", err.msg);
+}
+
+/* Multiplies rows [row0, row0 + n) of a tensor (rows of `width` values) by f; returns the old values. */
+static float *scale_rows(cast_model *m, int tensor, int64_t row0, int64_t n, int64_t width, float f) {
+    if (tensor < 0) return NULL;
+    float *p = m->tensors[tensor].data + row0 * width, *old = cast_alloc_floats((size_t)(n * width));
+    memcpy(old, p, sizeof(float) * (size_t)(n * width));
+    for (int64_t i = 0; i < n * width; i++) p[i] *= f;
+    return old;
+}
+static void restore_rows(cast_model *m, int tensor, int64_t row0, int64_t n, int64_t width, float *old) {
+    if (tensor < 0) return;
+    memcpy(m->tensors[tensor].data + row0 * width, old, sizeof(float) * (size_t)(n * width));
+    free(old);
+}
+
+/* The head unit of cast_model_head, checked by what each slice does: for the
+ * last head of the last layer (offsets inside a fused qkv_proj are largest there)
+ *   o columns zeroed         == the head's gate ξ at 0
+ *   q rows scaled, ξ = 0     == no change (and a change with ξ = 1: they are used)
+ *   the group's v rows zeroed == every gate of the group at 0
+ *   the group's k rows zeroed == the q rows of every head of the group zeroed
+ *                               (both give uniform attention; biases included) */
+static void check_head_slices(cast_model *m, cast_acts *a, const cast_seqs *s, const float *ref) {
+    const cast_config *c = &m->cfg;
+    int l = c->layers - 1, h = c->heads - 1, group = c->heads / c->kv_heads, g0 = h - h % group;
+    int64_t NV = (int64_t)s->off[s->n] * c->vocab;
+    float *x = cast_alloc_floats((size_t)NV), *y = cast_alloc_floats((size_t)NV);
+    float *xi = m->gates + (size_t)l * c->heads;
+    cast_head_slices hs = cast_model_head(m, l, h);
+    CHECK(hs.d == c->head_dim && hs.cols == c->hidden && hs.o_stride == c->heads * c->head_dim);
+    CHECK(hs.fused == (c->fused != 0) && (hs.wq == hs.wk) == (c->fused != 0));
+    CHECK(hs.q_row0 + hs.d <= m->tensors[hs.wq].shape[0] && hs.k_row0 + hs.d <= m->tensors[hs.wk].shape[0] &&
+          hs.v_row0 + hs.d <= m->tensors[hs.wv].shape[0]);
+
+    /* o columns */
+    xi[h] = 0.0f;
+    logits_now(m, a, s, x);
+    xi[h] = 1.0f;
+    float *col = cast_alloc_floats((size_t)c->hidden * hs.d);
+    float *wo = m->tensors[hs.wo].data;
+    for (int r = 0; r < c->hidden; r++)
+        for (int k = 0; k < hs.d; k++) {
+            col[r * hs.d + k] = wo[(int64_t)r * hs.o_stride + hs.o_col0 + k];
+            wo[(int64_t)r * hs.o_stride + hs.o_col0 + k] = 0.0f;
+        }
+    logits_now(m, a, s, y);
+    for (int r = 0; r < c->hidden; r++)
+        for (int k = 0; k < hs.d; k++) wo[(int64_t)r * hs.o_stride + hs.o_col0 + k] = col[r * hs.d + k];
+    free(col);
+    CHECK_MSG(rel_err(y, x, NV) <= 1e-5, "head slices: zeroing o columns differs from gate 0: %.3g", rel_err(y, x, NV));
+    CHECK_MSG(rel_err(x, ref, NV) > 1e-3, "head slices: gate 0 changed nothing");
+
+    /* q rows: unused with ξ = 0, used with ξ = 1 */
+    float *oq = scale_rows(m, hs.wq, hs.q_row0, hs.d, hs.cols, 3.0f), *ob = scale_rows(m, hs.bq, hs.q_row0, hs.d, 1, 3.0f);
+    logits_now(m, a, s, y);
+    CHECK_MSG(rel_err(y, ref, NV) > 1e-4 || c->qk_norm, "head slices: scaling q rows changed nothing");
+    xi[h] = 0.0f;
+    logits_now(m, a, s, y);
+    xi[h] = 1.0f;
+    restore_rows(m, hs.wq, hs.q_row0, hs.d, hs.cols, oq);
+    restore_rows(m, hs.bq, hs.q_row0, hs.d, 1, ob);
+    CHECK_MSG(rel_err(y, x, NV) <= 1e-5, "head slices: q rows reach other heads: %.3g", rel_err(y, x, NV));
+
+    /* v rows of the group */
+    for (int k = g0; k < g0 + group; k++) xi[k] = 0.0f;
+    logits_now(m, a, s, x);
+    for (int k = g0; k < g0 + group; k++) xi[k] = 1.0f;
+    float *ov = scale_rows(m, hs.wv, hs.v_row0, hs.d, hs.cols, 0.0f), *obv = scale_rows(m, hs.bv, hs.v_row0, hs.d, 1, 0.0f);
+    logits_now(m, a, s, y);
+    restore_rows(m, hs.wv, hs.v_row0, hs.d, hs.cols, ov);
+    restore_rows(m, hs.bv, hs.v_row0, hs.d, 1, obv);
+    CHECK_MSG(rel_err(y, x, NV) <= 1e-5, "head slices: zeroing v rows differs from the group's gates at 0: %.3g", rel_err(y, x, NV));
+
+    /* k rows of the group vs q rows of its heads */
+    float *ok = scale_rows(m, hs.wk, hs.k_row0, hs.d, hs.cols, 0.0f), *obk = scale_rows(m, hs.bk, hs.k_row0, hs.d, 1, 0.0f);
+    logits_now(m, a, s, x);
+    restore_rows(m, hs.wk, hs.k_row0, hs.d, hs.cols, ok);
+    restore_rows(m, hs.bk, hs.k_row0, hs.d, 1, obk);
+    CHECK_MSG(rel_err(x, ref, NV) > 1e-4, "head slices: zeroing k rows changed nothing");
+    float *oqs[64] = {0}, *obs[64] = {0};
+    for (int k = g0; k < g0 + group && k - g0 < 64; k++) {
+        cast_head_slices q = cast_model_head(m, l, k);
+        oqs[k - g0] = scale_rows(m, q.wq, q.q_row0, q.d, q.cols, 0.0f);
+        obs[k - g0] = scale_rows(m, q.bq, q.q_row0, q.d, 1, 0.0f);
+    }
+    logits_now(m, a, s, y);
+    for (int k = g0; k < g0 + group && k - g0 < 64; k++) {
+        cast_head_slices q = cast_model_head(m, l, k);
+        restore_rows(m, q.wq, q.q_row0, q.d, q.cols, oqs[k - g0]);
+        restore_rows(m, q.bq, q.q_row0, q.d, 1, obs[k - g0]);
+    }
+    CHECK_MSG(rel_err(y, x, NV) <= 1e-5, "head slices: zeroing k rows differs from zeroing the group's q rows: %.3g",
+              rel_err(y, x, NV));
+    logits_now(m, a, s, y);
+    CHECK_MSG(rel_err(y, ref, NV) == 0.0, "head slices: the model was not restored");
+    free(x);
+    free(y);
+}
+
 static double loss_of(const cast_model *m, cast_acts *a, const cast_seqs *s) {
     cast_loss l;
     if (cast_model_forward(m, a, s, NULL, &l, NULL, NULL, &err)) return NAN;
@@ -146,11 +249,16 @@ int main(int argc, char **argv) {
         free(keep);
     }
 
-    /* finite differences on the largest gradient entries of a few tensors */
+    check_head_slices(&m, a, &s, logits);
+
+    /* finite differences on the largest gradient entries of a few tensors
+     * (with the per-family norms: Qwen3's q/k norms, Gemma's post norms) */
     {
-        int probes[] = {m.embed, m.layer[0].wq, m.layer[0].wk, m.layer[0].wv, m.layer[0].wo, m.layer[0].wg, m.layer[0].attn_norm,
-                        m.norm, m.lm_head};
+        const cast_layer_index *x0 = &m.layer[0];
+        int probes[] = {m.embed, x0->wq, x0->wk, x0->wv, x0->wo, x0->wg, x0->wd, x0->attn_norm, x0->mlp_norm, m.norm, m.lm_head,
+                        x0->q_norm, x0->k_norm, x0->post_attn_norm, x0->post_mlp_norm};
         for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {
+            if (probes[p] < 0) continue;
             cast_tensor *t = &m.tensors[probes[p]];
             int64_t best = 0;
             for (int64_t k = 0; k < t->numel; k++)

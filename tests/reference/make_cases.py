@@ -57,7 +57,11 @@ BASE = {
     "tie": False,
     "attention_bias": False,  # Llama only
     "mlp_bias": False,  # Llama only
-    "sliding_window": None,  # Mistral (and Qwen2's, ignored since use_sliding_window is false)
+    "sliding_window": None,  # Mistral, Phi-3, Gemma 2 (and Qwen2's, ignored since use_sliding_window is false)
+    "partial_rotary": None,  # Phi-3 partial_rotary_factor
+    "qpas": None,  # Gemma 2 query_pre_attn_scalar
+    "attn_softcap": None,  # Gemma 2 attn_logit_softcapping
+    "final_softcap": None,  # Gemma 2 final_logit_softcapping
     "dtype": "float32",  # storage: float32 | bfloat16 | float16
     "shards": 1,
     "lengths": [5, 11, 24, 8],  # sequence lengths of batch.jsonl
@@ -104,10 +108,21 @@ CASES = [
     case("llama_sharded", "3 shards + model.safetensors.index.json", kv_heads=2, shards=3),
     case("mistral_sliding", "Mistral sliding_window 4 with sequences up to 24",
          arch="MistralForCausalLM", kv_heads=2, eps=1e-6, sliding_window=4, lengths=[6, 24, 13, 9]),
+    case("qwen3_qknorm", "Qwen3: per-head q/k RMSNorm before RoPE, head_dim 16 != hidden/heads 12, no biases",
+         arch="Qwen3ForCausalLM", hidden=48, heads=4, kv_heads=2, head_dim=16, inter=64, eps=1e-6, lengths=[7, 15, 5]),
+    case("qwen3_bias", "Qwen3 with attention_bias (q, k, v, o biases) and tied embeddings",
+         arch="Qwen3ForCausalLM", kv_heads=1, head_dim=8, attention_bias=True, tie=True, lengths=[9, 6]),
+    case("phi3_fused", "Phi-3: fused qkv_proj and gate_up_proj, partial_rotary_factor 0.75, sliding_window 5",
+         arch="Phi3ForCausalLM", kv_heads=2, partial_rotary=0.75, sliding_window=5, lengths=[6, 17, 9]),
+    case("gemma2", "Gemma 2: sqrt(D) embedding scale (bf16), (1+w) norms, post norms, GeGLU, query_pre_attn_scalar 24, "
+         "soft-capping 2 / 3, sliding window 4 on layer 0 of 2, tied, head_dim 16",
+         arch="Gemma2ForCausalLM", head_dim=16, kv_heads=2, tie=True, eps=1e-6, dtype="bfloat16", qpas=24,
+         attn_softcap=2.0, final_softcap=3.0, sliding_window=4, lengths=[6, 14, 9]),
 ]
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}
+MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
+               "Qwen3ForCausalLM": "qwen3", "Phi3ForCausalLM": "phi3", "Gemma2ForCausalLM": "gemma2"}
 
 
 def hf_config(c, bos, eos):
@@ -146,6 +161,24 @@ def hf_config(c, bos, eos):
         cfg["use_sliding_window"] = False
         cfg["sliding_window"] = c["sliding_window"]
         cfg["max_window_layers"] = c["layers"]
+    elif c["arch"] == "Qwen3ForCausalLM":
+        cfg["attention_bias"] = c["attention_bias"]
+        cfg["use_sliding_window"] = False
+        cfg["sliding_window"] = None
+        cfg["max_window_layers"] = c["layers"]
+    elif c["arch"] == "Phi3ForCausalLM":
+        cfg["sliding_window"] = c["sliding_window"]
+        cfg["original_max_position_embeddings"] = 256
+        cfg["resid_pdrop"] = cfg["embd_pdrop"] = 0.0
+        if c["partial_rotary"] is not None:
+            cfg["partial_rotary_factor"] = c["partial_rotary"]
+    elif c["arch"] == "Gemma2ForCausalLM":
+        cfg["hidden_act"] = cfg["hidden_activation"] = "gelu_pytorch_tanh"
+        cfg["attention_bias"] = c["attention_bias"]
+        cfg["query_pre_attn_scalar"] = c["qpas"]
+        cfg["attn_logit_softcapping"] = c["attn_softcap"]
+        cfg["final_logit_softcapping"] = c["final_softcap"]
+        cfg["sliding_window"] = c["sliding_window"]
     return cfg
 
 
@@ -154,11 +187,11 @@ def hf_config(c, bos, eos):
 
 def init_weights(cfg, gen):
     """Random float32 weights: linear std 1.2/sqrt(fan_in) (0.12-0.21 here), biases std 0.1,
-    embeddings std 0.25, RMSNorm weights uniform in [0.8, 1.2]."""
+    embeddings std 0.25, RMSNorm weights uniform in [0.8, 1.2] (Gemma's (1 + w): w in [-0.2, 0.2])."""
     out = {}
     for name, shape in param_shapes(cfg).items():
         if name.endswith("norm.weight"):
-            t = 0.8 + 0.4 * torch.rand(shape, generator=gen)
+            t = (-1.0 if cfg.gemma else 0.0) + 0.8 + 0.4 * torch.rand(shape, generator=gen)
         elif name.endswith(".bias"):
             t = 0.1 * torch.randn(shape, generator=gen)
         elif name == "model.embed_tokens.weight":

@@ -61,12 +61,16 @@ TOL_SCORE = 1e-3  # absolute
 TOL_CONC = 1e-3
 TOL_LOSS = 1e-5  # relative
 TOL_SELF = 1e-9  # recomputing score/rank/concentration from the file's own numbers
+TOL_RISE = 2e-3  # trajectory rise and OC: |x - ref| <= TOL_RISE * max_heads |ref rise| (float32 AdamW vs float64)
 
 HEAD_KEYS = ["layer", "head", "cos", "norm_safety", "norm_utility", "oc", "fs", "score", "rank"]
-TOP_KEYS = {"model", "data", "settings", "heads", "concentration_top5pct"}
+TRAJECTORY_HEAD_KEYS = ["layer", "head", "cos", "norm_safety", "norm_utility", "rise", "oc", "fs", "score", "rank"]
+TOP_KEYS = {"model", "data", "settings", "heads", "concentration_top5pct", "concentration_null_mean", "concentration_null_p"}
 MODEL_KEYS = {"path", "architecture", "layers", "heads", "kv_heads", "head_dim"}
-SET_KEYS = {"path", "examples", "tokens", "loss"}
-SETTINGS_KEYS = {"kv_in_score", "oc", "fs", "combine"}
+SET_KEYS = {"path", "examples", "skipped", "tokens", "loss"}
+SETTINGS_KEYS = {"kv_in_score", "oc", "fs", "combine", "unit", "null_permutations", "seed"}
+PROBE_KEYS = {"probe_steps", "probe_batch", "probe_lr"}
+NULL_R = 200  # permutations of the concentration null in these runs (the default is 1000)
 
 # (fs, kv_in_score, oc, combine): every value of every knob on every model, not the full product
 COMBOS = [
@@ -156,12 +160,20 @@ def strict_json(text):
     return json.loads(text, parse_constant=bad)
 
 
-def diagnose(model, s_path, u_path, out, fs, kv, oc, how, batch=BATCH):
+def variant_args(unit, probe):
+    """The flags of a map variant: --unit, and the probe's for --oc trajectory."""
+    args = ["--unit", unit, "--null-permutations", str(NULL_R)]
+    if probe:
+        args += ["--probe-steps", str(probe[0]), "--probe-lr", repr(probe[1]), "--probe-batch", str(probe[2])]
+    return args
+
+
+def diagnose(model, s_path, u_path, out, fs, kv, oc, how, batch=BATCH, unit="head", probe=None):
     """Runs cast diagnose; -> (map dict, csv text, None) or (None, None, error string)."""
     shutil.rmtree(out, ignore_errors=True)
     code, so, se = run_cast(["diagnose", model, "--safety", s_path, "--utility", u_path, "--out", out,
                              "--batch", str(batch), "--fs", fs, "--kv-in-score", str(kv), "--oc", oc,
-                             "--combine", how])
+                             "--combine", how] + variant_args(unit, probe))
     if code != 0:
         return None, None, "exit %s; stderr: %s" % (code, se.strip()[-500:])
     try:
@@ -177,9 +189,10 @@ def diagnose(model, s_path, u_path, out, fs, kv, oc, how, batch=BATCH):
 # ---------------------------------------------------------------------------- comparisons
 
 
-def check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how):
+def check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how, unit="head", probe=None):
     """Keys, order, model/settings blocks. -> list of problems."""
     bad = []
+    head_keys = TRAJECTORY_HEAD_KEYS if oc == "trajectory" else HEAD_KEYS
     if set(m) != TOP_KEYS:
         bad.append("top-level keys %s" % sorted(m))
         return bad
@@ -199,8 +212,11 @@ def check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how):
                 bad.append("data.%s keys %s" % (k, sorted(m["data"][k])))
             elif m["data"][k]["path"] != p:
                 bad.append("data.%s.path = %r, expected %r" % (k, m["data"][k]["path"], p))
-    want = {"kv_in_score": bool(kv), "oc": oc, "fs": fs, "combine": how}
-    if set(m["settings"]) != SETTINGS_KEYS:
+    want = {"kv_in_score": bool(kv), "oc": oc, "fs": fs, "combine": how, "unit": unit, "null_permutations": NULL_R,
+            "seed": 0}
+    if probe:
+        want.update(probe_steps=probe[0], probe_lr=probe[1], probe_batch=probe[2])
+    if set(m["settings"]) != SETTINGS_KEYS | (PROBE_KEYS if probe else set()):
         bad.append("settings keys %s" % sorted(m["settings"]))
     else:
         for k, v in want.items():
@@ -212,13 +228,13 @@ def check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how):
         bad.append("heads has %s entries, expected %d" % (len(heads) if isinstance(heads, list) else "no", n))
         return bad
     for i, h in enumerate(heads):
-        if list(h) != HEAD_KEYS and set(h) != set(HEAD_KEYS):
+        if list(h) != head_keys:
             bad.append("heads[%d] keys %s" % (i, list(h)))
             break
         if (h["layer"], h["head"]) != (i // cfg.heads, i % cfg.heads):
             bad.append("heads[%d] is layer %s head %s: not layer-major" % (i, h["layer"], h["head"]))
             break
-        for k in HEAD_KEYS:
+        for k in head_keys:
             v = h[k]
             if k == "cos" and v is None:
                 continue
@@ -229,9 +245,10 @@ def check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how):
                 bad.append("heads[%d].%s = %r is not a finite number" % (i, k, v))
     if sorted(h["rank"] for h in heads) != list(range(n)):
         bad.append("ranks are not a permutation of 0..%d" % (n - 1))
-    c = m["concentration_top5pct"]
-    if not isinstance(c, (int, float)) or not 0 <= c <= 1:
-        bad.append("concentration_top5pct = %r" % (c,))
+    for k in ("concentration_top5pct", "concentration_null_mean", "concentration_null_p"):
+        c = m[k]
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or not 0 <= c <= 1:
+            bad.append("%s = %r" % (k, c))
     return bad
 
 
@@ -260,11 +277,19 @@ def check_heads(m, ref, oc, how, C, tag):
     bad, skipped = [], []
     # which heads' scores are ill-conditioned: cos within tolerance of 0 (the cos >= 0 switch),
     # or (rank combine) an oc/fs within tolerance of another head's but not equal
-    tol_oc = (lambda i: TOL_REL * max(abs(rh[i]["oc"]), rel_scale(ref, "oc"))) if oc == "negdot" else (lambda i: TOL_COS)
+    rise_scale = max(abs(x["rise"]) for x in rh)
+    if oc == "negdot":
+        tol_oc = lambda i: TOL_REL * max(abs(rh[i]["oc"]), rel_scale(ref, "oc"))  # noqa: E731
+    elif oc == "trajectory":
+        tol_oc = lambda i: TOL_RISE * rise_scale  # noqa: E731
+    else:
+        tol_oc = lambda i: TOL_COS  # noqa: E731
     tol_fs = lambda i: TOL_REL * max(abs(rh[i]["fs"]), rel_scale(ref, "fs"))  # noqa: E731
     ambiguous = set()
     for i in range(n):
-        if rh[i]["cos"] is not None and abs(rh[i]["cos"]) < TOL_COS:
+        if oc != "trajectory" and rh[i]["cos"] is not None and abs(rh[i]["cos"]) < TOL_COS:
+            ambiguous.add(i)
+        if oc == "trajectory" and abs(rh[i]["rise"]) <= 2 * tol_oc(i):
             ambiguous.add(i)
         if how == "rank":
             for j in range(n):
@@ -287,7 +312,13 @@ def check_heads(m, ref, oc, how, C, tag):
             C.note("%s (rel, / %g)" % (k if k != "oc" else "oc negdot", TOL_REL), e / tol if tol > 0 else (0 if e == 0 else math.inf))
             if e > tol:
                 bad.append("%s %s %.8g, reference %.8g (err %.2g, tol %.2g)" % (where, k, g[k], r[k], e, tol))
-        if oc != "negdot":
+        if oc == "trajectory":
+            for k in ("rise", "oc"):
+                e = abs(g[k] - r[k])
+                C.note("%s trajectory (abs, / %g max |rise|)" % (k, TOL_RISE), e / tol_oc(i) if tol_oc(i) > 0 else 0)
+                if e > tol_oc(i):
+                    bad.append("%s %s %.8g, reference %.8g (tol %.2g)" % (where, k, g[k], r[k], tol_oc(i)))
+        elif oc != "negdot":
             e = abs(g["oc"] - r["oc"])
             C.note("oc neg/half (abs, / %g)" % TOL_COS, e / TOL_COS)
             if e > TOL_COS:
@@ -323,8 +354,11 @@ def check_heads(m, ref, oc, how, C, tag):
 
 
 def check_self(m, oc, how, C, tag):
-    """oc from the file's cos, score/rank/concentration from the file's cos/oc/fs."""
-    heads = m["heads"]
+    """oc from the file's cos (or rise), score/rank/concentration from the file's cos/oc/fs, and
+    the concentration null recomputed from the file's oc/fs with the same permutations (cast's
+    RNG, replayed in diag_ref.Rng): exact up to rounding."""
+    heads, st = m["heads"], m["settings"]
+    G = m["model"]["heads"] // m["model"]["kv_heads"] if st["unit"] == "group" else 1
     bad = []
     for h in heads:
         c = h["cos"]
@@ -332,12 +366,25 @@ def check_self(m, oc, how, C, tag):
             want = max(0.0, -c) if c is not None else 0.0
         elif oc == "half":
             want = (1 - c) / 2 if c is not None else 0.0
+        elif oc == "trajectory":
+            want = max(0.0, h["rise"])
         else:  # negdot: -dot where dot = cos (|g_s||g_u| + 1e-12) < 0
             want = max(0.0, -c * (h["norm_safety"] * h["norm_utility"] + 1e-12)) if c is not None else 0.0
         if abs(h["oc"] - want) > TOL_SELF * max(1.0, abs(want)) * (1e3 if oc == "negdot" else 1):
             bad.append("L%dH%d oc %.17g from cos %r: expected %.17g" % (h["layer"], h["head"], h["oc"], c, want))
-    score, rank, conc = dr.combine([h["cos"] for h in heads], [h["oc"] for h in heads], [h["fs"] for h in heads], how)
-    for h, s, r in zip(heads, score, rank):
+    units = heads[::G]
+    for i, h in enumerate(heads):  # a group's heads carry the group's numbers
+        u = units[i // G]
+        if any(h[k] != u[k] for k in h if k not in ("head", "rank")):
+            bad.append("L%dH%d differs from the first head of its unit" % (h["layer"], h["head"]))
+    conflict = [u["oc"] > 0 if oc == "trajectory" else (u["cos"] is not None and u["cos"] < 0) for u in units]
+    oc_u, fs_u = [u["oc"] for u in units], [u["fs"] for u in units]
+    score, order, conc = dr.combine_units(conflict, oc_u, fs_u, how)
+    rank = [0] * len(units)
+    for r, i in enumerate(order):
+        rank[i] = r
+    for i, h in enumerate(heads):
+        s, r = score[i // G], rank[i // G] * G + i % G
         if abs(h["score"] - s) > TOL_SELF:
             bad.append("L%dH%d score %.17g, from its own oc/fs %.17g" % (h["layer"], h["head"], h["score"], s))
         elif h["rank"] != r:
@@ -345,22 +392,29 @@ def check_self(m, oc, how, C, tag):
     if abs(m["concentration_top5pct"] - conc) > TOL_SELF:
         bad.append("concentration %.17g, from the scores %.17g" % (m["concentration_top5pct"], conc))
     C.add(tag + ": oc/score/rank/concentration consistent with the file's own cos/oc/fs", not bad, "; ".join(bad[:4]))
+    mean, p, _ = dr.concentration_null(conflict, oc_u, fs_u, how, m["concentration_top5pct"], st["null_permutations"],
+                                       st["seed"])
+    ok = abs(m["concentration_null_mean"] - mean) <= 1e-12 and m["concentration_null_p"] == p
+    C.add(tag + ": concentration_null_mean/_p replayed from the file's oc/fs with the seed's permutations", ok,
+          "" if ok else "file %.17g / %.17g, replayed %.17g / %.17g" % (
+              m["concentration_null_mean"], m["concentration_null_p"], mean, p))
 
 
 def check_csv(m, csv, C, tag):
+    keys = list(m["heads"][0])
     lines = csv.splitlines()
     bad = []
-    if not lines or lines[0] != ",".join(HEAD_KEYS):
+    if not lines or lines[0] != ",".join(keys):
         bad.append("header %r" % (lines[0] if lines else ""))
     elif len(lines) != 1 + len(m["heads"]):
         bad.append("%d rows for %d heads" % (len(lines) - 1, len(m["heads"])))
     else:
         for line, h in zip(lines[1:], m["heads"]):
             f = line.split(",")
-            if len(f) != len(HEAD_KEYS):
+            if len(f) != len(keys):
                 bad.append("row %r" % line)
                 continue
-            for k, v in zip(HEAD_KEYS, f):
+            for k, v in zip(keys, f):
                 want = h[k]
                 if want is None:
                     ok = v == ""
@@ -387,18 +441,18 @@ def check_files(out, C, tag):
     C.add(tag + ": --out holds exactly conflict_map.json, .csv, .svg", ok, detail)
 
 
-def full_check(C, tag, model, s_path, u_path, out, cfg, arch, ref, combo, batch=BATCH):
+def full_check(C, tag, model, s_path, u_path, out, cfg, arch, ref, combo, batch=BATCH, unit="head", probe=None):
     fs, kv, oc, how = combo
-    m, csv, err = diagnose(model, s_path, u_path, out, fs, kv, oc, how, batch)
+    m, csv, err = diagnose(model, s_path, u_path, out, fs, kv, oc, how, batch, unit, probe)
     if err:
         C.add(tag + ": runs", False, err)
         return None
-    bad = check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how)
+    bad = check_structure(m, model, s_path, u_path, cfg, arch, fs, kv, oc, how, unit, probe)
     C.add(tag + ": JSON keys, layer-major order, model/settings", not bad, "; ".join(bad[:5]))
     if bad:
         return None
     check_files(out, C, tag)
-    r = ref.conflict_map(oc, fs, kv, how)
+    r = ref.conflict_map(oc, fs, kv, how, unit, probe or (8, 2e-5, 16))
     check_data(m, r, C, tag)
     check_heads(m, r, oc, how, C, tag)
     check_self(m, oc, how, C, tag)
@@ -437,6 +491,18 @@ def section_reference(root, C):
                 tag = "%s --batch %d fs=gate kv=1 oc=neg combine=product" % (name, b)
                 full_check(C, tag, folder, s_path, u_path, os.path.join(root, "out", name), cfg, c["arch"], ref,
                            ("gate", 1, "neg", "product"), batch=b)
+
+
+def section_families(root, C):
+    """Qwen3 (q/k norms), Phi-3 (a head's q/k/v rows inside the fused qkv_proj) and Gemma 2 against
+    the reference, with the k/v rows in the score; gate and snip (which reads the weights too)."""
+    for name in ("qwen3_qknorm", "phi3_fused", "gemma2"):
+        c = dict(case_dict(name), dtype="float32")
+        folder, cfg, params, safety, utility, s_path, u_path = setup_model(root, name, c)
+        ref = dr.Reference(cfg, params, safety, utility)
+        for combo in (("gate", 1, "neg", "product"), ("snip", 1, "negdot", "sum")):
+            tag = "%s fs=%s kv=%d oc=%s combine=%s" % ((name,) + combo)
+            full_check(C, tag, folder, s_path, u_path, os.path.join(root, "out", name), cfg, c["arch"], ref, combo)
 
 
 def section_constructed(root, C):
@@ -508,6 +574,66 @@ def section_constructed(root, C):
               not bad, "; ".join(bad[:3]))
 
 
+# The variants of docs/cast.md: (model, (fs, kv_in_score, oc, combine), unit, probe (steps, lr, batch) or
+# None). The probe's batch covers each safety set (7 sequences), so every step uses the whole set and
+# the reference needs no data order; its learning rate is large enough for the rises to stand well
+# above float32 rounding.
+VARIANTS = [
+    ("llama_gqa_k2", ("gate-abs", 1, "neg", "product"), "head", None),
+    ("qwen2_bias", ("gate-abs", 0, "half", "rank"), "group", None),
+    ("llama_gqa_k2", ("gate", 1, "neg", "product"), "group", None),
+    ("llama_gqa_k2", ("ablation", 0, "negdot", "sum"), "group", None),
+    ("llama_gqa_k2", ("snip", 1, "trajectory", "product"), "head", (3, 1e-2, 16)),
+    ("qwen2_bias", ("gate", 1, "trajectory", "rank"), "group", (2, 1e-2, 16)),
+    ("llama_attn_bias", ("gate-abs", 0, "trajectory", "sum"), "head", (2, 5e-3, 8)),
+]
+
+
+def section_variants(root, C):
+    refs = {}
+    for name, combo, unit, probe in VARIANTS:
+        c = case_dict(name)
+        if name not in refs:
+            setup = setup_model(root, "v_" + name, c)
+            refs[name] = (setup, dr.Reference(*setup[1:5]))
+        (folder, cfg, params, safety, utility, s_path, u_path), ref = refs[name]
+        tag = "%s fs=%s kv=%d oc=%s combine=%s unit=%s%s" % ((name,) + combo + (unit, " probe=%s" % (probe,) if probe else ""))
+        m = full_check(C, tag, folder, s_path, u_path, os.path.join(root, "out", "v_" + name), cfg, c["arch"], ref, combo,
+                       unit=unit, probe=probe)
+        if m is None:
+            continue
+        if combo[0] == "gate-abs":  # |sum| <= sum of |.|: gate-abs bounds gate from above, per unit
+            gate = ref.conflict_map(combo[2], "gate", combo[1], combo[3], unit, probe or (8, 2e-5, 16))["heads"]
+            ok = all(h["fs"] >= g["fs"] * (1 - 1e-4) for h, g in zip(m["heads"], gate)) and \
+                any(h["fs"] > g["fs"] * 1.01 for h, g in zip(m["heads"], gate))
+            C.add(tag + ": gate-abs >= gate on every unit, > on some", ok)
+        if unit == "group" and combo == ("gate", 1, "neg", "product"):
+            # cast tune reads the group map: --skip-heads 2 of groups of 3 -> the top group, whole
+            tuned = os.path.join(root, "out", "v_tune")
+            shutil.rmtree(tuned, ignore_errors=True)
+            code, _, se = run_cast(["tune", folder, "--safety", s_path, "--map", os.path.join(root, "out", "v_" + name,
+                                    "conflict_map.json"), "--skip-heads", "2", "--steps", "1", "--out", tuned])
+            G = cfg.heads // cfg.kv_heads
+            top = sorted((h["rank"], h["layer"], h["head"]) for h in m["heads"])[:G]
+            want = [{"layer": l, "head": h} for _, l, h in top]
+            try:
+                with open(os.path.join(tuned, "cast_run.json")) as f:
+                    run = json.load(f)
+                got = (run["skip_heads"], sorted(run["skipped"], key=lambda x: (x["layer"], x["head"])))
+            except (OSError, ValueError, KeyError) as e:
+                got = "exit %s, %s: %s" % (code, e, se.strip()[-300:])
+            C.add(tag + ": cast tune --map --skip-heads 2 skips the top group whole (%d heads)" % G,
+                  got == (G, want) and len({h["head"] // G for h in want}) == 1, "got %s, want %s" % (got, want))
+        if combo[2] == "trajectory" and combo[0] == "snip":
+            # snip reads the weights after the probe: equal bits to a run without the probe only if
+            # the probe restored theta0 bit for bit
+            plain, _, err = diagnose(folder, s_path, u_path, os.path.join(root, "out", "v_plain"), "snip", combo[1], "neg",
+                                     combo[3], unit=unit)
+            ok = not err and [h["fs"] for h in plain["heads"]] == [h["fs"] for h in m["heads"]]
+            C.add(tag + ": fs snip after the probe equals a run without it, bit for bit (theta0 restored)", ok,
+                  err or "")
+
+
 class _MicroBatchMean(dr.Reference):
     """A wrong reference: G = mean over micro-batches of each micro-batch's mean gradient
     (not token-weighted over the whole set)."""
@@ -568,6 +694,50 @@ def section_controls(root, C):
               "control: per-head cos, norms, oc, fs, score vs reference" in scratch.failed)
 
 
+def rejected(m, ref, oc, how):
+    """Whether check_heads fails m against ref (its output hidden)."""
+    scratch, out = Checks(), sys.stdout
+    sys.stdout = open(os.devnull, "w")
+    try:
+        check_heads(m, ref, oc, how, scratch, "control")
+    finally:
+        sys.stdout.close()
+        sys.stdout = out
+    return "control: per-head cos, norms, oc, fs, score vs reference" in scratch.failed
+
+
+def section_variant_controls(root, C):
+    """The variants' comparisons reject maps checked against a wrong variant's reference, and the
+    null replay rejects another seed."""
+    name = "llama_gqa_k2"
+    folder, cfg, params, safety, utility, s_path, u_path = setup_model(root, "vc_" + name, case_dict(name))
+    ref = dr.Reference(cfg, params, safety, utility)
+    out = os.path.join(root, "out", "variant_controls")
+    probe = (3, 1e-2, 16)
+    runs = [(("gate-abs", 1, "neg", "product"), "head", None,
+             [("fs gate reference for a gate-abs map", ("neg", "gate", 1, "product", "head"))]),
+            (("gate", 1, "neg", "product"), "group", None,
+             [("unit head reference for a unit group map", ("neg", "gate", 1, "product", "head"))]),
+            (("gate", 1, "trajectory", "product"), "head", probe,
+             [("probe lr halved", ("trajectory", "gate", 1, "product", "head", (3, 5e-3, 16))),
+              ("one probe step fewer", ("trajectory", "gate", 1, "product", "head", (2, 1e-2, 16))),
+              ("kv-in-score 0 slices of the update", ("trajectory", "gate", 0, "product", "head", probe))])]
+    for (fs, kv, oc, how), unit, pr, wrongs in runs:
+        m, _, err = diagnose(folder, s_path, u_path, out, fs, kv, oc, how, unit=unit, probe=pr)
+        if err:
+            C.add("variant controls: %s %s %s runs" % (fs, oc, unit), False, err)
+            continue
+        for what, args in wrongs:
+            C.add("control: a map checked against a wrong reference (%s) is rejected" % what,
+                  rejected(m, ref.conflict_map(*args), oc, how))
+    # the null: a replay with another seed does not give the file's numbers
+    conflict = [h["oc"] > 0 for h in m["heads"]]  # the last run's: trajectory, head units
+    mean, p, _ = dr.concentration_null(conflict, [h["oc"] for h in m["heads"]], [h["fs"] for h in m["heads"]], "product",
+                                       m["concentration_top5pct"], NULL_R, 1)
+    C.add("control: the null replayed with seed 1 differs from the seed-0 file",
+          (mean, p) != (m["concentration_null_mean"], m["concentration_null_p"]))
+
+
 def section_errors(root, C):
     c = case_dict("llama_mha")
     folder, cfg, params, safety, utility, s_path, u_path = setup_model(root, "errors", c)
@@ -597,6 +767,17 @@ def section_errors(root, C):
         ("--fs nonsense", ["--safety", s_path, "--utility", u_path, "--fs", "nonsense"], ["--fs", "nonsense"]),
         ("missing --utility file", ["--safety", s_path, "--utility", missing], [missing]),
         ("no --utility", ["--safety", s_path], ["--utility"]),
+        ("--unit nonsense", ["--safety", s_path, "--utility", u_path, "--unit", "layer"], ["--unit", "layer"]),
+        ("--oc trajectory --probe-steps 0", ["--safety", s_path, "--utility", u_path, "--oc", "trajectory",
+                                             "--probe-steps", "0"], ["--probe-steps"]),
+        ("--oc trajectory --probe-lr -1", ["--safety", s_path, "--utility", u_path, "--oc", "trajectory",
+                                           "--probe-lr", "-1"], ["--probe-lr"]),
+        ("--probe-steps without --oc trajectory", ["--safety", s_path, "--utility", u_path, "--probe-steps", "4"],
+         ["--probe-steps", "--oc trajectory"]),
+        ("--oc trajectory with an empty safety (probe) set", ["--safety", empty, "--utility", u_path, "--oc", "trajectory"],
+         [empty]),
+        ("--null-permutations -1", ["--safety", s_path, "--utility", u_path, "--null-permutations", "-1"],
+         ["--null-permutations"]),
     ]
     for i, (what, args, names) in enumerate(cases):
         out = os.path.join(root, "errors_out", str(i))
@@ -629,7 +810,8 @@ def main():
     root = os.path.join(os.path.abspath(root), "diagnose")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
-    for section in (section_reference, section_constructed, section_controls, section_errors):
+    for section in (section_reference, section_families, section_constructed, section_variants, section_controls, section_variant_controls,
+                    section_errors):
         try:
             section(root, C)
         except Exception as e:  # a crash of the test itself is a failure, never a skip

@@ -229,7 +229,7 @@ def section_masks(root, C, models):
     outs = os.path.join(root, "out")
     gmap = gqa.write_map(hand_map_gqa(gqa.cfg))
     heads = hand_map_gqa(gqa.cfg)
-    common = ["--steps", "5", "--batch", "4", "--lr", "1e-2"]
+    common = ["--steps", "5", "--batch", "4", "--grad-accum", "1", "--lr", "1e-2"]
     # the selection rules on the hand-written map (layer-major indices), checked against tune_ref.select too
     sel = {("cast", 3): L(0, 1, 2), ("cast", 5): L(0, 1, 2, 9, 10), ("oc", 3): L(7, 6, 0), ("fs", 3): L(3, 5, 8),
            ("inverse", 3): L(4, 7, 6), ("inverse", 10): L(0, 1, 2, 4, 6, 7, 9, 10, 3, 5)}
@@ -340,8 +340,8 @@ def section_delta(root, C, models):
             C.add("%s: --delta wrote delta.safetensors" % run, False)
             continue
         x = os.path.join(outs, run + "_applied")
-        shutil.rmtree(x, ignore_errors=True)
         for arg in (o, dpath):  # the folder or the file
+            shutil.rmtree(x, ignore_errors=True)  # a non-empty --out needs --force
             code, so, se = run_cast(["apply-delta", m.dir, arg, "--out", x])
             ok = code == 0 and file_bytes(os.path.join(x, "model.safetensors")) == file_bytes(os.path.join(o, "model.safetensors"))
             C.add("%s: apply-delta BASE %s reproduces model.safetensors byte for byte" % (run, "DIR" if arg == o else "DELTA"), ok,
@@ -476,8 +476,8 @@ def section_pcgrad(root, C, models):
     for i, (what, m, (sp, up, ls, lu, gs, gu), args, w, pc) in enumerate(cases):
         o = os.path.join(outs, "pc%d" % i)
         shutil.rmtree(o, ignore_errors=True)
-        code, so, se = run_cast(["tune", m.dir, "--safety", sp, "--utility", up, "--out", o, "--steps", "1", "--batch", str(n_s),
-                                 "--micro-batch", "2", "--clip", "0", "--lr", "1", "--eps", "1", "--train", "attn"] + args + THREADS)
+        code, so, se = run_cast(["tune", m.dir, "--safety", sp, "--utility", up, "--out", o, "--steps", "1", "--batch", "1",
+                                 "--grad-accum", str(n_s), "--clip", "0", "--lr", "1", "--eps", "1", "--train", "attn"] + args + THREADS)
         if code != 0:
             C.add(what + ": runs", False, "exit %s; %s" % (code, se.strip()[-300:]))
             continue
@@ -530,7 +530,7 @@ def section_resume(root, C):
         rows.append({"input_ids": ids, "labels": [-100] * 5 + ids[5:]})
     write_jsonl(m.s_path, rows)
     args = ["--utility", m.u_path, "--anchor-weight", "0.5", "--strategy", "random", "--seed", "5", "--skip", "0.25",
-            "--steps", "12", "--save-every", "2", "--batch", "4", "--micro-batch", "2", "--lr", "1e-3"]
+            "--steps", "12", "--save-every", "2", "--batch", "2", "--grad-accum", "2", "--lr", "1e-3"]
     ref = os.path.join(root, "out", "resume_ref")
     t0 = time.time()
     code, so, se = tune(m, ref, *args)
@@ -629,7 +629,7 @@ def section_errors(root, C, models):
         w["model.layers.0.mlp.up_proj.weight"][3, 5] = float("inf")
 
     inf_model = Model(root, "inf_weights", case_dict("llama_mha"), 99, edit=inf_weight)
-    common = ["--steps", "3", "--batch", "4", "--lr", "1e-2"]
+    common = ["--steps", "3", "--batch", "4", "--grad-accum", "1", "--lr", "1e-2"]
     cases = [
         ("--map of another model (2x4 map, 2x6 model)", gqa, ["--map", other_map, "--strategy", "cast", "--skip", "0.25"], [other_map]),
         ("--skip 1", gqa, ["--strategy", "random", "--skip", "1"], ["--skip"]),
@@ -646,11 +646,11 @@ def section_errors(root, C, models):
         check_error(C, what, code, se, names, out)
     # --lr 1e30 --save-every 1: step 1 blows the weights up, step 2 is non-finite
     out = os.path.join(root, "err_out", "lr")
-    code, so, se = tune(gqa, out, "--strategy", "full", "--lr", "1e30", "--save-every", "1", "--steps", "5", "--batch", "4")
+    code, so, se = tune(gqa, out, "--strategy", "full", "--lr", "1e30", "--save-every", "1", "--steps", "5", "--batch", "4", "--grad-accum", "1")
     ck = os.path.join(out, "checkpoint")
     check_error(C, "--lr 1e30 --save-every 1 (non-finite at step 2)", code, se, ["step 2", ck], out)
     one = os.path.join(root, "err_out", "lr_one")
-    code1, _, se1 = tune(gqa, one, "--strategy", "full", "--lr", "1e30", "--steps", "1", "--batch", "4")
+    code1, _, se1 = tune(gqa, one, "--strategy", "full", "--lr", "1e30", "--steps", "1", "--batch", "4", "--grad-accum", "1")
     try:
         stj = read_json(os.path.join(ck, "state.json"))
         state = st.load(os.path.join(ck, "state.safetensors"))

@@ -1,0 +1,62 @@
+/* The study's statistics: t quantiles against published values, the coverage
+ * of the 95 % interval by simulation, percentiles. */
+#include <math.h>
+
+#include "base/rng.h"
+#include "check.h"
+#include "base/stats.h"
+
+static void test_t_quantiles(void) {
+    /* published two-sided 95 % values, beyond the table (Cornish-Fisher) and in it */
+    CHECK_NEAR(cast_t975(1), 12.7062, 1e-4);
+    CHECK_NEAR(cast_t975(4), 2.7764, 1e-4);
+    CHECK_NEAR(cast_t975(9), 2.2622, 1e-4);
+    CHECK_NEAR(cast_t975(40), 2.0211, 2e-4);
+    CHECK_NEAR(cast_t975(60), 2.0003, 2e-4);
+    CHECK_NEAR(cast_t975(120), 1.9799, 2e-4);
+    CHECK_NEAR(cast_t975(100000), 1.95998, 1e-4);
+    CHECK(isnan(cast_t975(0)));
+    for (int df = 1; df < 200; df++) CHECK_MSG(cast_t975(df + 1) < cast_t975(df), "t975 not decreasing at df %d", df);
+}
+
+/* The interval covers the true mean of normal samples 95 % of the time, for
+ * small n where a normal quantile would under-cover. */
+static void test_coverage(void) {
+    cast_rng r;
+    cast_rng_seed(&r, 11);
+    const int reps = 20000;
+    for (int n = 3; n <= 10; n += 7) {
+        int covered = 0;
+        for (int k = 0; k < reps; k++) {
+            double x[10], m, h;
+            for (int i = 0; i < n; i++) x[i] = 5 + 2 * cast_rng_normal(&r);
+            cast_mean_ci95(x, n, &m, &h);
+            covered += fabs(m - 5) <= h;
+        }
+        double c = (double)covered / reps;
+        CHECK_MSG(fabs(c - 0.95) < 0.006, "coverage %.4f at n %d", c, n);
+    }
+    double one = 3, m, h;
+    cast_mean_ci95(&one, 1, &m, &h);
+    CHECK(m == 3 && isnan(h));
+    cast_mean_ci95(&one, 0, &m, &h);
+    CHECK(isnan(m));
+}
+
+static void test_percentile(void) {
+    double y[] = {1, 2, 3, 4};
+    CHECK_NEAR(cast_percentile_of(2.5, y, 4), 0.5, 0);
+    CHECK_NEAR(cast_percentile_of(3, y, 4), 0.625, 0);
+    CHECK_NEAR(cast_percentile_of(0, y, 4), 0, 0);
+    CHECK_NEAR(cast_percentile_of(9, y, 4), 1, 0);
+    CHECK(isnan(cast_percentile_of(1, y, 0)));
+    double sd_in[] = {2, 4, 4, 4, 5, 5, 7, 9};
+    CHECK_NEAR(cast_sd(sd_in, 8), sqrt(32.0 / 7), 1e-12);
+}
+
+int main(void) {
+    test_t_quantiles();
+    test_coverage();
+    test_percentile();
+    return check_report();
+}
