@@ -159,6 +159,28 @@ int cast_write_file_atomic(const char *path, const void *data, size_t len, cast_
     return cast_atomic_commit(&a, err);
 }
 
+int cast_write_files_atomic(const char *dir, const cast_named_text *files, int n, cast_err *err) {
+    if (cast_mkdirs(dir, err)) return -1;
+    cast_atomic *out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
+    if (!out) return cast_fail(err, "%s: out of memory", dir);
+    int opened = 0, rc = 0;
+    while (opened < n && rc == 0) {
+        char *path = cast_path_join(dir, files[opened].name);
+        rc = cast_atomic_open(&out[opened], path, err);
+        free(path);
+        if (rc) break;
+        if (fwrite(files[opened].data, 1, files[opened].len, out[opened].fp) != files[opened].len)
+            rc = cast_fail(err, "%s/%s: write failed", dir, files[opened].name);
+        opened++;
+    }
+    for (int i = 0; i < opened; i++) {
+        if (rc) cast_atomic_abort(&out[i]);
+        else if (cast_atomic_commit(&out[i], err)) rc = -1;
+    }
+    free(out);
+    return rc;
+}
+
 int cast_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);

@@ -33,6 +33,15 @@ int cast_atomic_commit(cast_atomic *a, cast_err *err);
 void cast_atomic_abort(cast_atomic *a);
 /* Whole buffer to path, atomically. */
 int cast_write_file_atomic(const char *path, const void *data, size_t len, cast_err *err);
+/* A set of files that belong together (a map's JSON, CSV and SVG): the folder
+ * is created, every file written under a temporary name, and only when all
+ * were written are they renamed in place; on a failure none is. */
+typedef struct cast_named_text {
+    const char *name;
+    const char *data;
+    size_t len;
+} cast_named_text;
+int cast_write_files_atomic(const char *dir, const cast_named_text *files, int n, cast_err *err);
 
 int cast_file_exists(const char *path);
 int cast_dir_exists(const char *path);

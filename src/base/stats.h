@@ -1,6 +1,6 @@
 /* Small statistics for paired experiments over seeds: means with Student-t
- * 95 % intervals, percentiles. Pure functions of their inputs; NaN entries
- * are the caller's to drop. */
+ * 95 % intervals, percentiles, rank correlation. Pure functions of their
+ * inputs. */
 #ifndef CAST_BASE_STATS_H
 #define CAST_BASE_STATS_H
 
@@ -18,5 +18,9 @@ double cast_sd(const double *x, int n);
 /* Fraction of y[0..n) strictly below x, ties counted half (0..1). */
 double cast_percentile_of(double x, const double *y, int n);
 
+/* Spearman rank correlation (ties share their mean rank) over the pairs where
+ * both values are finite; NaN with fewer than 3 such pairs or no variance.
+ * *n_used (may be NULL) receives how many pairs were used. */
+double cast_spearman(const double *x, const double *y, int n, int *n_used);
 
 #endif

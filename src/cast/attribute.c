@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/file.h"
+#include "base/stats.h"
 #include "base/timer.h"
 #include "model/forward.h"
 #include "report/svg.h"
@@ -344,7 +345,9 @@ static int search(run *r, cast_attribution *a, const int *ks, int n_k, cast_err 
     int found = 1, rc = 0, next = 0;
     char stage[32];
     r->stage = stage;
+    a->step_s = cast_xcalloc((size_t)max_k, sizeof(double));
     for (int k = 1; k <= max_k && rc == 0; k++) {
+        double t0 = cast_now_s();
         snprintf(stage, sizeof stage, "k=%d", k);
         int best = -1;
         cast_attr_numbers best_x = {0};
@@ -366,6 +369,7 @@ static int search(run *r, cast_attribution *a, const int *ks, int n_k, cast_err 
             if (feasible(a, &x) && (best < 0 || better(&e, &best_e, a->by_exact))) best = c, best_x = x, best_e = e;
         }
         if (rc) break;
+        a->step_s[a->n_steps++] = cast_now_s() - t0;
         if (best < 0) found = 0;
         else set[k - 1] = a->ranking[best], used[best] = 1;
         if (next < n_k && ks[next] == k) {
@@ -590,6 +594,7 @@ void cast_attribution_free(cast_attribution *a) {
     free(a->changed_outside);
     free(a->units);
     free(a->ranking);
+    free(a->step_s);
     for (int i = 0; i < a->n_best; i++) free(a->best[i].heads);
     free(a->best);
     free(a->map_path);
@@ -597,55 +602,6 @@ void cast_attribution_free(cast_attribution *a) {
 }
 
 /* ---- comparison with a conflict map ------------------------------------------ */
-
-static const double *rank_sort_v;
-static int by_value(const void *pa, const void *pb) {
-    double x = rank_sort_v[*(const int *)pa], y = rank_sort_v[*(const int *)pb];
-    return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/* Ascending ranks, ties sharing their mean rank. */
-static void ranks(const double *v, int n, double *out) {
-    int *idx = cast_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) idx[i] = i;
-    rank_sort_v = v;
-    qsort(idx, (size_t)n, sizeof(int), by_value);
-    rank_sort_v = NULL;
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) j++;
-        for (int k = i; k <= j; k++) out[idx[k]] = 0.5 * (i + j);
-        i = j + 1;
-    }
-    free(idx);
-}
-
-double cast_spearman(const double *x, const double *y, int n, int *n_used) {
-    double *xs = cast_xmalloc(sizeof(double) * (size_t)(n ? n : 1)), *ys = cast_xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (isfinite(x[i]) && isfinite(y[i])) xs[m] = x[i], ys[m] = y[i], m++;
-    if (n_used) *n_used = m;
-    double rho = NAN;
-    if (m >= 3) {
-        double *rx = cast_xmalloc(sizeof(double) * (size_t)m), *ry = cast_xmalloc(sizeof(double) * (size_t)m);
-        ranks(xs, m, rx);
-        ranks(ys, m, ry);
-        double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
-        for (int i = 0; i < m; i++) mx += rx[i] / m, my += ry[i] / m;
-        for (int i = 0; i < m; i++) {
-            sxy += (rx[i] - mx) * (ry[i] - my);
-            sxx += (rx[i] - mx) * (rx[i] - mx);
-            syy += (ry[i] - my) * (ry[i] - my);
-        }
-        if (sxx > 0 && syy > 0) rho = sxy / sqrt(sxx * syy);
-        free(rx);
-        free(ry);
-    }
-    free(xs);
-    free(ys);
-    return rho;
-}
 
 int cast_attribution_compare_map(cast_attribution *a, const cast_conflict_map *map, const char *map_path, cast_err *err) {
     if (map->layers != a->layers || map->heads != a->heads)
@@ -814,7 +770,12 @@ void cast_attribution_json(const cast_attribution *a, cast_buf *b) {
     cast_buf_json_number(b, a->units_s);
     cast_buf_puts(b, ", \"search_s\": ");
     cast_buf_json_number(b, a->search_s);
-    cast_buf_puts(b, "}}\n");
+    cast_buf_puts(b, ", \"search_steps_s\": [");
+    for (int i = 0; i < a->n_steps; i++) {
+        if (i) cast_buf_puts(b, ", ");
+        cast_buf_json_number(b, a->step_s[i]);
+    }
+    cast_buf_puts(b, "]}}\n");
 }
 
 static void csv_num(cast_buf *b, double v) {
@@ -888,33 +849,15 @@ void cast_attribution_svg(const cast_attribution *a, cast_buf *out) {
 
 /* Files written together: each to a temporary name, the renames only after
  * every write succeeded. */
-static int write_all(const char *dir, const char *const *names, cast_buf *text, int n, cast_err *err) {
-    cast_atomic files[8];
-    int opened = 0, rc = 0;
-    while (opened < n && rc == 0) {
-        char *path = cast_path_join(dir, names[opened]);
-        rc = cast_atomic_open(&files[opened], path, err);
-        free(path);
-        if (rc) break;
-        opened++;
-        if (fwrite(text[opened - 1].data, 1, text[opened - 1].len, files[opened - 1].fp) != text[opened - 1].len)
-            rc = cast_fail(err, "%s/%s: write failed", dir, names[opened - 1]);
-    }
-    for (int i = 0; i < opened; i++) {
-        if (rc) cast_atomic_abort(&files[i]);
-        else if (cast_atomic_commit(&files[i], err)) rc = -1;
-    }
-    return rc;
-}
-
 int cast_attribution_write(const cast_attribution *a, const char *dir, cast_err *err) {
-    if (cast_mkdirs(dir, err)) return -1;
     cast_buf text[3] = {{0}};
     cast_attribution_json(a, &text[0]);
     cast_attribution_csv(a, &text[1]);
     cast_attribution_svg(a, &text[2]);
-    static const char *const names[3] = {"attribution.json", "attribution.csv", "attribution.svg"};
-    int rc = write_all(dir, names, text, 3, err);
+    const cast_named_text files[3] = {{"attribution.json", text[0].data, text[0].len},
+                                      {"attribution.csv", text[1].data, text[1].len},
+                                      {"attribution.svg", text[2].data, text[2].len}};
+    int rc = cast_write_files_atomic(dir, files, 3, err);
     for (int i = 0; i < 3; i++) cast_buf_free(&text[i]);
     return rc;
 }

@@ -134,6 +134,8 @@ typedef struct cast_attribution {
     cast_on_long on_long;
     int evaluations;                  /* model evaluations run */
     double units_s, search_s;         /* seconds: tuned + base + units, and the search */
+    double *step_s;                   /* [n_steps] seconds of each search step k = 1..n_steps */
+    int n_steps;
     /* --compare-map (cast_attribution_compare_map): Spearman correlations of
      * the map's per-head columns with per-head recovery; NaN when undefined */
     char *map_path;                   /* NULL: not compared */
@@ -161,10 +163,6 @@ void cast_attribution_free(cast_attribution *a);
  * shapes); else -1 with "TUNED: ..." naming the first difference. */
 int cast_attr_check_pair(const cast_model *tuned, const cast_model *base, cast_err *err);
 
-/* Spearman rank correlation (ties share their mean rank) over the pairs where
- * both values are finite; NaN with fewer than 3 such pairs or no variance.
- * *n_used (may be NULL) receives how many pairs were used. */
-double cast_spearman(const double *x, const double *y, int n, int *n_used);
 
 /* Adds map_correlation: the map (cast_conflict_map_load) must have the same
  * layers and heads. */

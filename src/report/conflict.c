@@ -57,26 +57,14 @@ void cast_conflict_map_svg(const cast_conflict_map *map, cast_buf *out) {
 /* All three files, or none: each goes to a temporary name, and the renames
  * come only after every write succeeded. */
 int cast_conflict_map_write(const cast_conflict_map *map, const char *dir, cast_err *err) {
-    if (cast_mkdirs(dir, err)) return -1;
     cast_buf text[3] = {{0}};
     cast_conflict_map_json(map, &text[0]);
     cast_conflict_map_csv(map, &text[1]);
     cast_conflict_map_svg(map, &text[2]);
-    static const char *const names[3] = {"conflict_map.json", "conflict_map.csv", "conflict_map.svg"};
-    cast_atomic files[3];
-    int opened = 0, rc = 0;
-    for (; opened < 3 && rc == 0; opened++) {
-        char *path = cast_path_join(dir, names[opened]);
-        rc = cast_atomic_open(&files[opened], path, err);
-        free(path);
-        if (rc) break;
-        if (fwrite(text[opened].data, 1, text[opened].len, files[opened].fp) != text[opened].len)
-            rc = cast_fail(err, "%s/%s: write failed", dir, names[opened]);
-    }
-    for (int i = 0; i < opened; i++) {
-        if (rc) cast_atomic_abort(&files[i]);
-        else if (cast_atomic_commit(&files[i], err)) rc = -1;
-    }
+    const cast_named_text files[3] = {{"conflict_map.json", text[0].data, text[0].len},
+                                      {"conflict_map.csv", text[1].data, text[1].len},
+                                      {"conflict_map.svg", text[2].data, text[2].len}};
+    int rc = cast_write_files_atomic(dir, files, 3, err);
     for (int i = 0; i < 3; i++) cast_buf_free(&text[i]);
     return rc;
 }

@@ -107,7 +107,11 @@ need([b["k"] for b in j["best_sets"]] == [1, 2, 3], "best_sets k")
 for b in j["best_sets"]:
     need(set(b) == {"k", "found", "heads", "utility_recovered", "utility_nll_recovered", "refusal", "benign_refusal"}, "best keys")
     need(b["heads"] is None or (len(b["heads"]) == b["k"] and all(set(h) == {"layer", "head"} for h in b["heads"])), "best heads")
-need(set(j["cost"]) == {"evaluations", "units_s", "search_s"} and j["cost"]["evaluations"] >= 2, "cost")
+need(set(j["cost"]) == {"evaluations", "units_s", "search_s", "search_steps_s"} and len(j["cost"]["search_steps_s"]) == 3, "cost")
+# evaluations: tuned, base, every changed unit, and at most 6 - 1 + 6 - 2 sets for k = 2, 3 (k = 1: the head
+# units; a set of heads tuning left alone is not evaluated)
+ev = j["cost"]["evaluations"] - 2 - sum(not x["unchanged"] for x in u)
+need(0 < ev <= 5 + 4, "evaluations %d" % j["cost"]["evaluations"])
 rows = list(csv.DictReader(open(sys.argv[2])))
 need(len(rows) == len(u) and rows[0]["kind"] == "head" and float(rows[0]["utility_nll_recovered"]) == u[0]["utility_nll_recovered"], "csv")
 print("ok" if not errs else "; ".join(errs))

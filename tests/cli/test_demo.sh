@@ -88,7 +88,7 @@ check "report gives a verdict per claim" bash -c "grep -q '1. \*\*Conflict is co
 # the output folder: refused when non-empty, replaced whole with --force
 expect_error "demo into a non-empty folder" "--force" "$CAST" demo --out "$TMP/demo" --first 2 --seeds 1 --random-sets 0 --steps 1 --no-oracle
 touch "$TMP/demo/stale.txt"
-"$CAST" demo --out "$TMP/demo" --force --first 2 --seeds 1 --random-sets 1 --steps 1 --no-oracle > /dev/null 2>&1
+"$CAST" demo --out "$TMP/demo" --force --first 2 --seeds 1 --random-sets 1 --steps 1 --no-oracle --threads 1 > /dev/null 2>&1
 check "demo --force replaces the folder whole" bash -c "[ ! -e '$TMP/demo/stale.txt' ] && [ ! -e '$TMP/demo/attribution.json' ] && [ -s '$TMP/demo/results.json' ]"
 expect_error "demo with a missing base" "nope" "$CAST" demo --base "$TMP/nope" --out "$TMP/demo2"
 expect_error "demo with bad seeds" "--seeds" "$CAST" demo --seeds 0 --out "$TMP/demo3"

@@ -1,5 +1,5 @@
 /* The study's statistics: t quantiles against published values, the coverage
- * of the 95 % interval by simulation, percentiles. */
+ * of the 95 % interval by simulation, percentiles, Spearman with ties and NaN pairs. */
 #include <math.h>
 
 #include "base/rng.h"
@@ -54,9 +54,30 @@ static void test_percentile(void) {
     CHECK_NEAR(cast_sd(sd_in, 8), sqrt(32.0 / 7), 1e-12);
 }
 
+static void test_spearman(void) {
+    double x[] = {1, 2, 3, 4, 5}, y[] = {10, 20, 30, 40, 50}, yr[] = {5, 4, 3, 2, 1};
+    int n;
+    CHECK_NEAR(cast_spearman(x, y, 5, &n), 1, 1e-12);
+    CHECK(n == 5);
+    CHECK_NEAR(cast_spearman(x, yr, 5, NULL), -1, 1e-12);
+    /* ties share the mean rank: ranks (0.5, 0.5, 2, 3) vs (0, 1, 2, 3) */
+    double tx[] = {7, 7, 8, 9}, ty[] = {1, 2, 3, 4};
+    double rx[] = {0.5, 0.5, 2, 3}, ry[] = {0, 1, 2, 3}, mx = 1.5, my = 1.5, sxy = 0, sxx = 0, syy = 0;
+    for (int i = 0; i < 4; i++) sxy += (rx[i] - mx) * (ry[i] - my), sxx += (rx[i] - mx) * (rx[i] - mx), syy += (ry[i] - my) * (ry[i] - my);
+    CHECK_NEAR(cast_spearman(tx, ty, 4, NULL), sxy / sqrt(sxx * syy), 1e-12);
+    /* NaN pairs are left out; fewer than 3 pairs or a constant column: NaN */
+    double nx[] = {1, NAN, 3, 4}, ny[] = {4, 0, 2, 1};
+    CHECK_NEAR(cast_spearman(nx, ny, 4, &n), -1, 1e-12);
+    CHECK(n == 3);
+    CHECK(isnan(cast_spearman(x, y, 2, NULL)));
+    double c[] = {2, 2, 2, 2, 2};
+    CHECK(isnan(cast_spearman(x, c, 5, NULL)));
+}
+
 int main(void) {
     test_t_quantiles();
     test_coverage();
     test_percentile();
+    test_spearman();
     return check_report();
 }
