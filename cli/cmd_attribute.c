@@ -129,6 +129,7 @@ int cmd_attribute(int argc, char **argv) {
         {"--k", CLI_STRING, &ks_text, "LIST", "set sizes of the best skip sets, e.g. 1,2,4 (default: 1..--max-k)"},
         {"--max-k", CLI_INT, &ao.max_k, "N", "best skip sets of 1..N heads (default 4; 0 = no search)"},
         {"--candidates", CLI_INT, &ao.candidates, "M", "the search considers the top M heads by single-head recovery (default min(16, all))"},
+        {"--heads-only", CLI_FLAG, &ao.heads_only, NULL, "only head units (no k/v group or layer units): cheaper, enough for the search"},
         {"--compare-map", CLI_STRING, &compare_map, "FILE", "a conflict_map.json: Spearman correlations of its columns with recovery"},
         {"--first", CLI_INT, &eo.limit, "N", "evaluate the first N examples of each set (default 0 = all)"},
         {"--max-len", CLI_INT, &ao.max_len, "N", "gold-answer sequences: tokens at most (default 0 = no limit)"},
@@ -197,20 +198,8 @@ int cmd_attribute(int argc, char **argv) {
     if (cast_attr_check_pair(&cm.m, &base, &err)) goto fail;
 
     /* every set is loaded and encoded before any model work */
-    cast_eval_set *hs = NULL, *bs = NULL, *us;
-    if (harmful) {
-        if (cast_eval_set_open(&sets[n_sets], harmful, CAST_EVAL_HARMFUL, &cm.m, cm.tok, cm.tpl, &eo, &err)) goto fail;
-        hs = &sets[n_sets++];
-    }
-    if (benign) {
-        if (cast_eval_set_open(&sets[n_sets], benign, CAST_EVAL_BENIGN, &cm.m, cm.tok, cm.tpl, &eo, &err)) goto fail;
-        bs = &sets[n_sets++];
-    }
-    us = &sets[n_sets];
-    for (int i = 0; i < utility.n; i++) {
-        if (cast_eval_set_open(&sets[n_sets], utility.v[i], CAST_EVAL_UTILITY, &cm.m, cm.tok, cm.tpl, &eo, &err)) goto fail;
-        n_sets++;
-    }
+    cast_eval_set *hs, *bs, *us;
+    if (cli_open_eval_sets(&cm, harmful, benign, &utility, &eo, sets, &n_sets, &hs, &bs, &us, &err)) goto fail;
 
     cli_progress bar;
     cli_progress_start(&bar, "attribute", 1);

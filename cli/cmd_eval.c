@@ -117,20 +117,8 @@ int cmd_eval(int argc, char **argv) {
 
     /* every set is loaded and encoded before any model work */
     sets = cast_xcalloc((size_t)(2 + utility.n), sizeof *sets);
-    cast_eval_set *hs = NULL, *bs = NULL, *us;
-    if (harmful) {
-        if (cast_eval_set_open(&sets[n_sets], harmful, CAST_EVAL_HARMFUL, &cm.m, cm.tok, cm.tpl, &o, &err)) goto fail;
-        hs = &sets[n_sets++];
-    }
-    if (benign) {
-        if (cast_eval_set_open(&sets[n_sets], benign, CAST_EVAL_BENIGN, &cm.m, cm.tok, cm.tpl, &o, &err)) goto fail;
-        bs = &sets[n_sets++];
-    }
-    us = &sets[n_sets];
-    for (int i = 0; i < utility.n; i++) {
-        if (cast_eval_set_open(&sets[n_sets], utility.v[i], CAST_EVAL_UTILITY, &cm.m, cm.tok, cm.tpl, &o, &err)) goto fail;
-        n_sets++;
-    }
+    cast_eval_set *hs, *bs, *us;
+    if (cli_open_eval_sets(&cm, harmful, benign, &utility, &o, sets, &n_sets, &hs, &bs, &us, &err)) goto fail;
 
     if (base && cast_eval_match_base(base, compare, sets, n_sets, &err)) goto fail;
 

@@ -198,3 +198,23 @@ void cli_out_abort(cli_out *o) {
     free(o->stage);
     memset(o, 0, sizeof *o);
 }
+
+int cli_open_eval_sets(cli_model *cm, const char *harmful, const char *benign, const cli_strings *utility,
+                       const cast_eval_opts *o, cast_eval_set *sets, int *n_sets, cast_eval_set **hs, cast_eval_set **bs,
+                       cast_eval_set **us, cast_err *err) {
+    *hs = *bs = NULL;
+    if (harmful) {
+        if (cast_eval_set_open(&sets[*n_sets], harmful, CAST_EVAL_HARMFUL, &cm->m, cm->tok, cm->tpl, o, err)) return -1;
+        *hs = &sets[(*n_sets)++];
+    }
+    if (benign) {
+        if (cast_eval_set_open(&sets[*n_sets], benign, CAST_EVAL_BENIGN, &cm->m, cm->tok, cm->tpl, o, err)) return -1;
+        *bs = &sets[(*n_sets)++];
+    }
+    *us = &sets[*n_sets];
+    for (int i = 0; i < utility->n; i++) {
+        if (cast_eval_set_open(&sets[*n_sets], utility->v[i], CAST_EVAL_UTILITY, &cm->m, cm->tok, cm->tpl, o, err)) return -1;
+        (*n_sets)++;
+    }
+    return 0;
+}

@@ -422,13 +422,14 @@ static int check_ks(const cast_attr_opts *o, int n_cand, int **ks, int *n_k, cas
     return 0;
 }
 
-static void fill_units(cast_attribution *a) {
+static void fill_units(cast_attribution *a, int heads_only) {
     int L = a->layers, H = a->heads, K = a->kv_heads;
-    a->n_units = L * H + L * K + L;
+    a->n_units = heads_only ? L * H : L * H + L * K + L;
     a->units = cast_xcalloc((size_t)a->n_units, sizeof(cast_attr_unit));
     cast_attr_unit *u = a->units;
     for (int l = 0; l < L; l++)
         for (int h = 0; h < H; h++, u++) u->kind = CAST_ATTR_HEAD, u->layer = l, u->index = h;
+    if (heads_only) return;
     for (int l = 0; l < L; l++)
         for (int g = 0; g < K; g++, u++) u->kind = CAST_ATTR_GROUP, u->layer = l, u->index = g;
     for (int l = 0; l < L; l++, u++) u->kind = CAST_ATTR_LAYER, u->layer = l, u->index = -1;
@@ -515,7 +516,7 @@ int cast_attribute(cast_model *tuned, const cast_model *base, const cast_tokeniz
     a->by_exact = a->n_exact > 0;
     a->max_len = o->max_len;
     a->on_long = o->on_long;
-    fill_units(a);
+    fill_units(a, o->heads_only);
     outside_changes(a, tuned, base);
 
     int rc = -1;

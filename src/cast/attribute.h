@@ -95,6 +95,7 @@ typedef struct cast_attr_opts {
     int n_k;
     int max_k;              /* default 4, at most the candidates; 0 with ks NULL = no search */
     int candidates;         /* heads searched: the top M by single-head recovery (0 = min(16, all heads)) */
+    int heads_only;         /* units: heads only, no group or layer units (cheaper; the search needs only heads) */
     double refusal_floor;   /* fraction (default 0.9); applies only with a harmful set */
     /* progress (optional): work done and total, in evaluation units (tokens
      * run or generated, as cast_eval_set.units counts them), and a stage

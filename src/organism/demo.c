@@ -602,8 +602,8 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
     }
     if (oracle && oracle->have) {
         cast_buf_printf(&b, "\n## Attribution (seed 1's full run)\n\n![attribution](attribution.svg)\n\n"
-                            "Each unit of the full run's update reset to the base and re-evaluated on the diagnosis sets (first %d "
-                            "examples each). Best skip sets found greedily in hindsight among the %d heads that recover most alone, keeping "
+                            "Each head's part of the full run's update reset to the base and re-evaluated on the first %d items of "
+                            "the harmful and skill evaluation sets. Best skip sets found greedily in hindsight among the %d heads that recover most alone, keeping "
                             "refusal at or above 90 %% of the full run's (floor %.1f %%):\n\n",
                         o->attr_limit, oracle->a.n_candidates, 100 * oracle->a.refusal_floor);
         cast_buf_puts(&b, oracle->summary.data ? oracle->summary.data : "");

@@ -24,16 +24,14 @@ int demo_oracle_run(demo_oracle *o, cast_model *tuned, const char *base_dir, con
     eo.max_new = 48;
     eo.max_new_exact = 24;
     eo.limit = limit;
-    /* sets[0] harmful, [1] benign, [2..] the skills */
-    cast_eval_set sets[2 + CAST_N_SKILLS];
+    /* sets[0] harmful (for the refusal floor), [1..] the skills; no benign set: the search does not use it */
+    cast_eval_set sets[1 + CAST_N_SKILLS];
     int opened = 0, rc = -1;
-    for (int i = 0; i < 2 + CAST_N_SKILLS; i++) {
+    for (int i = 0; i < 1 + CAST_N_SKILLS; i++) {
         char file[64];
-        snprintf(file, sizeof file, "%s.jsonl",
-                 cast_split_name(i == 0 ? CAST_SPLIT_EVAL_HARMFUL : i == 1 ? CAST_SPLIT_EVAL_BENIGN : CAST_SPLIT_EVAL_SKILL + i - 2));
+        snprintf(file, sizeof file, "%s.jsonl", cast_split_name(i == 0 ? CAST_SPLIT_EVAL_HARMFUL : CAST_SPLIT_EVAL_SKILL + i - 1));
         char *p = cast_path_join(data, file);
-        int bad = cast_eval_set_open(&sets[i], p, i == 0 ? CAST_EVAL_HARMFUL : i == 1 ? CAST_EVAL_BENIGN : CAST_EVAL_UTILITY, tuned,
-                                     tok, tpl, &eo, err);
+        int bad = cast_eval_set_open(&sets[i], p, i == 0 ? CAST_EVAL_HARMFUL : CAST_EVAL_UTILITY, tuned, tok, tpl, &eo, err);
         free(p);
         if (bad) goto done;
         opened++;
@@ -42,8 +40,10 @@ int demo_oracle_run(demo_oracle *o, cast_model *tuned, const char *base_dir, con
     cast_attr_opts_default(&ao);
     ao.max_k = kmax;
     ao.refusal_floor = refusal_floor;
-    ao.candidates = 8; /* the top 8 heads by single-head recovery: keeps the demo within its time */
-    if (cast_attribute(tuned, &base, tok, tpl, &sets[0], &sets[1], &sets[2], CAST_N_SKILLS, &eo, &ao, &o->a, err)) goto done;
+    /* what keeps the demo within its time: head units only, the search among the 6 heads that recover most alone */
+    ao.heads_only = 1;
+    ao.candidates = 6;
+    if (cast_attribute(tuned, &base, tok, tpl, &sets[0], NULL, &sets[1], CAST_N_SKILLS, &eo, &ao, &o->a, err)) goto done;
     o->have = 1;
     if (cast_attribution_compare_map(&o->a, map, "conflict_map.json", err) || cast_attribution_write(&o->a, out, err)) goto done;
     o->spearman_em = o->a.map_rho_exact[3];

@@ -20,8 +20,9 @@ typedef struct demo_oracle {
     cast_buf summary;                 /* Markdown table of the best sets */
 } demo_oracle;
 
-/* Attributes tuned (restored bit for bit) against the base folder on the
- * first `limit` examples of the world's evaluation sets in data/, best sets
+/* Attributes tuned's heads (restored bit for bit) against the base folder on
+ * the first `limit` examples of the world's harmful and skill evaluation sets
+ * in data/, best sets
  * up to kmax heads that keep refusal >= refusal_floor (a fraction); writes attribution.json/.csv/.svg into out. */
 int demo_oracle_run(demo_oracle *o, cast_model *tuned, const char *base_dir, const char *data, const cast_tokenizer *tok,
                     const cast_chat_template *tpl, const cast_conflict_map *map, int kmax, double refusal_floor, int limit, const char *out,

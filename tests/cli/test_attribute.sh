@@ -259,6 +259,16 @@ check "best sets keep the floor and follow the greedy rule: $greedy" [ "${greedy
 "$CAST" attribute "$B" "$T" --utility "$D/pr.jsonl" "${EV[@]}" --max-k 2 --json > "$TMP/nof.json"
 check "no harmful set: floor off, NLL ranking, nulls" [ "$(json_get "$TMP/nof.json" "j['settings']['floor_applies'], j['settings']['ranking'], j['tuned']['refusal'], j['units'][0]['refusal_lost'], j['units'][0]['utility_recovered'], j['best_sets'][0]['refusal'], 'floor cannot apply' in j['search']['rule']")" = "False nll None None None None True" ]
 
+# --heads-only: the same head units and best sets, without group or layer units
+"$CAST" attribute "$B" "$T" "${SETS[@]}" "${EV[@]}" --max-k 3 --candidates 6 --heads-only --json > "$TMP/ho.json" 2>/dev/null
+check "--heads-only: head units only, equal to the full run's, same best sets" /usr/bin/python3 -c "
+import json
+a, h = json.load(open('$A/attribution.json')), json.load(open('$TMP/ho.json'))
+heads = [u for u in a['units'] if u['kind'] == 'head']
+assert [u['kind'] for u in h['units']] == ['head'] * len(heads), h['units']
+assert h['units'] == heads, 'head units differ'
+assert h['best_sets'] == a['best_sets'], (h['best_sets'], a['best_sets'])
+"
 # ---- --compare-map: Spearman of the map's columns with recovery
 "$CAST" diagnose "$B" --safety "$D/safety.jsonl" --utility "$D/pr.jsonl" --out "$TMP/map" --threads 1 >/dev/null 2>&1
 "$CAST" attribute "$B" "$T" --utility "$D/exact.jsonl" "$D/pr.jsonl" "${EV[@]}" --max-k 0 --compare-map "$TMP/map/conflict_map.json" --json > "$TMP/cm.json"
