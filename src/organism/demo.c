@@ -73,6 +73,7 @@ typedef struct run {
     int *skipped;    /* k heads, layer-major indices */
     int64_t trainable;
     double refusal, refusal_seen, refusal_held_out, over_refusal; /* fractions */
+    double over_refusal_seen, over_refusal_held_out;              /* benign: seen and held-out topics */
     double skill[CAST_N_SKILLS], utility;                          /* fractions */
     double utility_nll; /* token-weighted NLL of the skills' gold answers */
     double train_s, eval_s;
@@ -140,6 +141,8 @@ static int evaluate(demo *d, run *r, cast_err *err) {
     r->refusal_seen = refusal_of(&d->harmful, "seen_intent");
     r->refusal_held_out = refusal_of(&d->harmful, "held_out_intent");
     r->over_refusal = d->benign.refusal_rate;
+    r->over_refusal_seen = refusal_of(&d->benign, "seen_topic");
+    r->over_refusal_held_out = refusal_of(&d->benign, "held_out_topic");
     r->utility = 0;
     for (int s = 0; s < CAST_N_SKILLS; s++) {
         if (cast_eval_set_run(&d->skill[s], &d->m, d->tok, &d->eo, err)) return -1;
@@ -357,9 +360,9 @@ static void group_stat(const demo *d, const char *strategy, double budget, int f
     for (int i = 0; i < d->n_runs && *n < 512; i++) {
         const run *r = &d->runs[i];
         if (strcmp(r->strategy, strategy) || (r->k && r->budget != budget)) continue;
-        double x = field == 0 ? r->refusal : field == 1 ? r->refusal_held_out : field == 2 ? r->over_refusal
-                 : field == 3 ? base_utility - r->utility : r->utility_nll;
-        v[(*n)++] = field == 4 ? x : 100 * x;
+        double x = field == 0 ? r->refusal : field == 1 ? r->refusal_held_out : field == 2 ? r->over_refusal_seen
+                 : field == 3 ? r->over_refusal_held_out : field == 4 ? base_utility - r->utility : r->utility_nll;
+        v[(*n)++] = field == 5 ? x : 100 * x;
     }
     cast_mean_ci95(v, *n, mean, half);
 }
@@ -527,7 +530,7 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
     }
     cast_buf_puts(&b, "\n\n");
 
-    cast_buf_printf(&b, "## Base model\n\n| harmful refused | held-out intents refused | benign refused |");
+    cast_buf_printf(&b, "## Base model\n\n| harmful refused | held-out intents refused | benign refused (seen / held-out topics) |");
     for (int s = 0; s < CAST_N_SKILLS; s++) cast_buf_printf(&b, " %s |", cast_skill_name(s));
     cast_buf_puts(&b, " mean skill | gold-answer NLL |\n|---|---|---|");
     for (int s = 0; s <= CAST_N_SKILLS + 1; s++) cast_buf_puts(&b, "---|");
@@ -536,7 +539,9 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
     cast_buf_puts(&b, " | ");
     pct(&b, base->refusal_held_out);
     cast_buf_puts(&b, " | ");
-    pct(&b, base->over_refusal);
+    pct(&b, base->over_refusal_seen);
+    cast_buf_puts(&b, " / ");
+    pct(&b, base->over_refusal_held_out);
     for (int s = 0; s < CAST_N_SKILLS; s++) {
         cast_buf_puts(&b, " | ");
         pct(&b, base->skill[s]);
@@ -560,8 +565,9 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
     cast_buf_printf(&b, "\n## Safety and utility after alignment\n\n![trade-off](tradeoff.svg)\n\n"
                         "Mean [95 %% interval] over runs (seeds; random: every set of every seed). Utility drop = base mean skill "
                         "exact match − after (points).\n\n"
-                        "| strategy | skipped heads | runs | harmful refused | held-out intents refused | benign refused | utility drop | gold NLL |\n"
-                        "|---|---|---|---|---|---|---|---|\n");
+                        "| strategy | skipped heads | runs | harmful refused | held-out intents refused | benign refused (seen topics) | "
+                        "benign refused (held-out topics) | utility drop | gold NLL |\n"
+                        "|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < d->n_runs; i++) {
         const run *r = &d->runs[i];
         int first = 1;
@@ -573,9 +579,9 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
         double m, h;
         group_stat(d, r->strategy, r->budget, 0, base->utility, &m, &h, &n);
         cast_buf_printf(&b, " | %d | %d", r->k, n);
-        for (int f = 0; f < 5; f++) {
+        for (int f = 0; f < 6; f++) {
             group_stat(d, r->strategy, r->budget, f, base->utility, &m, &h, &n);
-            if (f == 4) cast_buf_printf(&b, " | %.4f", m);
+            if (f == 5) cast_buf_printf(&b, " | %.4f", m);
             else if (isnan(h)) cast_buf_printf(&b, " | %.1f", m);
             else cast_buf_printf(&b, " | %.1f ± %.1f", m, h);
         }
@@ -667,6 +673,10 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
         json_num(&j, 100 * r->refusal_held_out);
         cast_buf_puts(&j, ", \"benign_refusal\": ");
         json_num(&j, 100 * r->over_refusal);
+        cast_buf_puts(&j, ", \"benign_seen_refusal\": ");
+        json_num(&j, 100 * r->over_refusal_seen);
+        cast_buf_puts(&j, ", \"benign_heldout_refusal\": ");
+        json_num(&j, 100 * r->over_refusal_held_out);
         cast_buf_puts(&j, ", \"utility\": ");
         json_num(&j, 100 * r->utility);
         cast_buf_puts(&j, ", \"utility_nll\": ");

@@ -28,8 +28,10 @@ for seed in (1, 2):
     assert [x['random_set'] for x in rs] == [1, 2], rs
     assert all(x['random_set'] is None for x in s if x['strategy'] != 'random')
 for x in r:
-    for f in ('refusal', 'heldout_refusal', 'benign_refusal', 'utility'):
+    for f in ('refusal', 'benign_refusal', 'utility'):
         assert 0 <= x[f] <= 100, (f, x)
+    for f in ('seen_refusal', 'heldout_refusal', 'benign_seen_refusal', 'benign_heldout_refusal'):
+        assert x[f] is None or 0 <= x[f] <= 100, (f, x)  # null when the first N hold no such item
     assert x['utility_nll'] > 0, x
     assert len(x['skipped']) == x['skip_heads'], x
     assert x['skip_heads'] == (0 if x['strategy'] in ('base', 'full', 'pcgrad') else 3), x  # round(0.1 * 32)
