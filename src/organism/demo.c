@@ -161,8 +161,7 @@ static int encode_file(demo *d, const char *dir, const char *name, int limit, ca
     cast_dataset ds;
     int rc = cast_dataset_load(&ds, path, err);
     if (rc == 0) {
-        if (limit > 0 && ds.n > limit) ds.n = limit; /* the first N, as --first does */
-        rc = cast_dataset_encode(&ds, d->tok, d->tpl, 128, 0, out, err);
+        rc = cast_dataset_encode(&ds, d->tok, d->tpl, 128, limit, out, err); /* the first N, as --first does */
         cast_dataset_free(&ds);
     }
     free(path);
