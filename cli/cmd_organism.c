@@ -28,7 +28,7 @@ static int organism_data(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--out", CLI_STRING, &out, "DIR", "folder to write (created): <split>.jsonl, world.json, tokenizer/"},
         {"--seed", CLI_INT64, &seed, "S", "world seed (default 1)"},
-        {"--scale", CLI_DOUBLE, &scale, "K", "multiply every split's size by K (default 1: 40k pretraining examples)"},
+        {"--scale", CLI_DOUBLE, &scale, "K", "multiply every split's size by K (default 1: 62,400 pretraining examples)"},
         {"--vocab", CLI_INT, &vocab, "N", "tokenizer vocabulary, special tokens included (default 1024)"},
         {"--json", CLI_FLAG, &json, NULL, "print a JSON summary only"},
         {0}};
@@ -146,10 +146,10 @@ static int organism_train(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--data", CLI_STRING, &data, "DIR", "the world from `cast organism data` (pretrain.jsonl, tokenizer/)"},
         {"--out", CLI_STRING, &out, "DIR", "the base model folder to write"},
-        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 15000)"},
-        {"--batch", CLI_INT, &r.batch, "N", "sequences per step (default 32)"},
+        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 5000)"},
+        {"--batch", CLI_INT, &r.batch, "N", "sequences per step (default 16)"},
         {"--lr", CLI_DOUBLE, &r.lr, "LR", "peak learning rate, cosine decay (default 3e-3)"},
-        {"--warmup", CLI_INT, &r.warmup, "N", "warm-up steps (default 300)"},
+        {"--warmup", CLI_INT, &r.warmup, "N", "warm-up steps (default 200)"},
         {"--hidden", CLI_INT, &r.hidden, "N", "model width (default 128)"},
         {"--layers", CLI_INT, &r.layers, "N", "(default 4)"},
         {"--heads", CLI_INT, &r.heads, "N", "(default 8)"},
