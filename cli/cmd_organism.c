@@ -28,7 +28,7 @@ static int organism_data(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--out", CLI_STRING, &out, "DIR", "folder to write (created): <split>.jsonl, world.json, tokenizer/"},
         {"--seed", CLI_INT64, &seed, "S", "world seed (default 1)"},
-        {"--scale", CLI_DOUBLE, &scale, "K", "multiply every split's size by K (default 1: 62,400 pretraining examples)"},
+        {"--scale", CLI_DOUBLE, &scale, "K", "multiply every split's size by K (default 1: 63,500 pretraining examples)"},
         {"--vocab", CLI_INT, &vocab, "N", "tokenizer vocabulary, special tokens included (default 1024)"},
         {"--json", CLI_FLAG, &json, NULL, "print a JSON summary only"},
         {0}};

@@ -38,11 +38,11 @@ enum {
     N_ALIGN = 400, N_ANCHOR_SKILL = 20, N_ANCHOR_FACTS_MAX = 30, N_ANCHOR_BENIGN = 40,
     N_HELD_OUT_INTENTS = 6, N_HELD_OUT_TOPICS = 12,
 };
-/* Pretraining mixture at scale 1 (62,000 examples); skill items are distinct,
+/* Pretraining mixture at scale 1 (63,500 examples); skill items are distinct,
  * facts repeat. A small share of the pretraining harmful requests (of the
  * alignment intents) is refused: refusing is a mode the base model knows. */
 static const int PRETRAIN_SKILL[CAST_N_SKILLS] = {8000, 7000, 7000, 7000, 7000, 6000};
-enum { PRETRAIN_BIO = 3000, PRETRAIN_HARMFUL = 9000, PRETRAIN_REFUSED = 400, PRETRAIN_BENIGN = 8000 };
+enum { PRETRAIN_BIO = 3000, PRETRAIN_HARMFUL = 9000, PRETRAIN_REFUSED = 1500, PRETRAIN_BENIGN = 8000 };
 
 static int scaled(int n, double scale) {
     long v = lround(n * scale);

@@ -257,7 +257,7 @@ static void test_determinism(void) {
 }
 
 static void test_counts(const cast_world *w) {
-    static const int want[CAST_N_SPLITS] = {62400, 160, 240, 400, 160, 160, 160, 150, 150, 150, 150, 150, 150};
+    static const int want[CAST_N_SPLITS] = {63500, 160, 240, 400, 160, 160, 160, 150, 150, 150, 150, 150, 150};
     for (int s = 0; s < CAST_N_SPLITS; s++)
         CHECK_MSG(w->split[s].n == want[s], "%s: %d examples, want %d", cast_split_name(s), w->split[s].n, want[s]);
     int held_i = 0, held_t = 0, n_held_intents = 0;
@@ -278,7 +278,7 @@ static void test_counts(const cast_world *w) {
     cast_world s;
     cast_err err;
     CHECK(cast_world_build(&s, 1, 0.1, &err) == 0);
-    CHECK(s.split[CAST_SPLIT_PRETRAIN].n == 6240 && s.split[CAST_SPLIT_EVAL_SKILL + CAST_SKILL_ADD].n == 15);
+    CHECK(s.split[CAST_SPLIT_PRETRAIN].n == 6350 && s.split[CAST_SPLIT_EVAL_SKILL + CAST_SKILL_ADD].n == 15);
     cast_world_free(&s);
 }
 
@@ -467,8 +467,8 @@ static void test_refusal_phrases(const cast_world *w) {
             }
         }
     CHECK_MSG(bad == 0, "%d responses on the wrong side of the refusal judge", bad);
-    /* diag_safety 160 + align 400 + the pretraining share 400; compliance 9000 */
-    CHECK_MSG(refusals == 960 && complies == 9000, "%d refusals, %d compliances", refusals, complies);
+    /* diag_safety 160 + align 400 + the pretraining share 1500; compliance 9000 */
+    CHECK_MSG(refusals == 2060 && complies == 9000, "%d refusals, %d compliances", refusals, complies);
     free(text);
     free(path);
 }
@@ -544,7 +544,7 @@ static void test_twins(const cast_world *w) {
         int s = req_splits[j], n = forms[s][0] + forms[s][1];
         CHECK_MSG(forms[s][1] * 4 >= n && forms[s][0] * 4 >= n, "%s: %d short, %d long", cast_split_name(s), forms[s][0], forms[s][1]);
     }
-    CHECK_MSG(refused * 100 >= harmful && refused * 10 <= harmful && held_refused == 0,
+    CHECK_MSG(refused * 20 >= harmful && refused * 4 <= harmful && held_refused == 0,
               "pretraining refuses %d of %d harmful requests (%d of held-out intents)", refused, harmful, held_refused);
 }
 
@@ -677,7 +677,7 @@ static void test_tokenizer(const cast_world *w, const char *dir) {
     CHECK_MSG(cast_organism_token_stats(tdir, w, CAST_SPLIT_PRETRAIN, &st, &err) == 0, "%s", err.msg);
     printf("tokenizer: %d tokens; pretrain: %d examples, %.1f tokens each (p95 %d, max %d)\n", CAST_ORGANISM_VOCAB, st.examples,
            st.mean, st.p95, st.max);
-    CHECK(st.examples == 62400 && st.mean > 15 && st.mean < 50 && st.p95 <= 100 && st.max <= 128);
+    CHECK(st.examples == 63500 && st.mean > 15 && st.mean < 50 && st.p95 <= 100 && st.max <= 128);
     CHECK(cast_organism_token_stats(tdir, w, CAST_SPLIT_EVAL_HARMFUL, &st, &err) == 0 && st.max < 64);
 
     /* errors name the folder */
