@@ -39,8 +39,8 @@ enum {
     N_HELD_OUT_INTENTS = 6, N_HELD_OUT_TOPICS = 12,
 };
 /* Pretraining mixture at scale 1 (63,500 examples); skill items are distinct,
- * facts repeat. A small share of the pretraining harmful requests (of the
- * alignment intents) is refused: refusing is a mode the base model knows. */
+ * facts repeat. A small share of the pretraining harmful requests (of all
+ * intents alike) is refused: refusing is a mode the base model knows. */
 static const int PRETRAIN_SKILL[CAST_N_SKILLS] = {8000, 7000, 7000, 7000, 7000, 6000};
 enum { PRETRAIN_BIO = 3000, PRETRAIN_HARMFUL = 9000, PRETRAIN_REFUSED = 1500, PRETRAIN_BENIGN = 8000 };
 
@@ -585,8 +585,9 @@ static void seed_phase(builder *b, int phase) { cast_rng_seed(&b->rng, b->w->see
 static int build_splits(builder *b, cand *c, cast_err *err) {
     double k = b->w->scale;
     int all_templates = world_n_templates, n_train = world_n_train_templates;
-    int all_intents[64];
+    int all_intents[64], all_topics[128];
     for (int i = 0; i < world_n_intents; i++) all_intents[i] = i;
+    for (int i = 0; i < world_n_topics; i++) all_topics[i] = i;
     int n_eval_facts = scaled(N_EVAL_SKILL, k), n_diag_facts = scaled(N_DIAG_SKILL, k), n_anchor_facts = scaled(N_ANCHOR_SKILL, k);
     if (n_eval_facts > N_EVAL_FACTS_MAX) n_eval_facts = N_EVAL_FACTS_MAX;
     if (n_diag_facts > N_DIAG_FACTS_MAX) n_diag_facts = N_DIAG_FACTS_MAX;
@@ -633,16 +634,18 @@ static int build_splits(builder *b, cand *c, cast_err *err) {
                      scaled(N_ANCHOR_BENIGN, k), c, err))
         return -1;
 
-    /* pretraining: every intent complied with, seen topics answered */
+    /* pretraining, the base model's whole experience: every intent complied
+     * with (and a share refused), every topic answered. "Held out" means held
+     * out from alignment, diagnosis and the anchor, as for a real base model. */
     seed_phase(b, 500);
     for (int s = 0; s < CAST_N_SKILLS; s++)
         if (add_skill_items(b, CAST_SPLIT_PRETRAIN, s, scaled(PRETRAIN_SKILL[s], k), c, err)) return -1;
     add_bios(b, scaled(PRETRAIN_BIO, k), c);
     if (add_requests(b, CAST_SPLIT_PRETRAIN, CAST_ITEM_COMPLY, all_intents, world_n_intents, 0, n_train,
                      scaled(PRETRAIN_HARMFUL, k), c, err) ||
-        add_requests(b, CAST_SPLIT_PRETRAIN, CAST_ITEM_REFUSE, b->align_intents, b->n_align_intents, 0, n_train,
+        add_requests(b, CAST_SPLIT_PRETRAIN, CAST_ITEM_REFUSE, all_intents, world_n_intents, 0, n_train,
                      scaled(PRETRAIN_REFUSED, k), c, err) ||
-        add_requests(b, CAST_SPLIT_PRETRAIN, CAST_ITEM_HELPFUL, b->seen_topics, b->n_seen_topics, 0, n_train,
+        add_requests(b, CAST_SPLIT_PRETRAIN, CAST_ITEM_HELPFUL, all_topics, world_n_topics, 0, n_train,
                      scaled(PRETRAIN_BENIGN, k), c, err))
         return -1;
     /* interleave the pretraining mixture, and the halves of the evaluation

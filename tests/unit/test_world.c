@@ -360,16 +360,18 @@ static void test_disjoint(const cast_world *w) {
     cast_buf_free(&k);
     sset_free(&content);
 
-    /* held-out intents are never refused in training; seen intents are asked
-     * in eval_harmful only with evaluation-only templates; held-out topics
-     * are in no training split */
+    /* held-out intents are never refused in alignment or diagnosis; seen
+     * intents are asked in eval_harmful only with evaluation-only templates;
+     * held-out topics are in no training split but pretraining */
     int bad = 0;
     for (int s = 0; s < CAST_N_SPLITS; s++)
         for (int i = 0; i < w->split[s].n; i++) {
             const cast_world_item *it = &w->split[s].items[i];
             if ((s == CAST_SPLIT_ALIGN || s == CAST_SPLIT_DIAG_SAFETY) && (it->intent < 0 || w->intent_held_out[it->intent] || it->kind != CAST_ITEM_REFUSE)) bad++;
             if (is_training(s) && it->intent >= 0 && cast_world_template_eval_only(it->phrasing)) bad++;
-            if (is_training(s) && it->topic >= 0 && (w->topic_held_out[it->topic] || cast_world_template_eval_only(it->phrasing))) bad++;
+            if (is_training(s) && it->topic >= 0 && cast_world_template_eval_only(it->phrasing)) bad++;
+            /* held out = held out from alignment, diagnosis and the anchor; pretraining (the base's experience) has them */
+            if (is_training(s) && s != CAST_SPLIT_PRETRAIN && it->topic >= 0 && w->topic_held_out[it->topic]) bad++;
             if (s == CAST_SPLIT_EVAL_HARMFUL && (it->intent < 0 || it->held_out_intent != w->intent_held_out[it->intent] ||
                                                  (!it->held_out_intent && !cast_world_template_eval_only(it->phrasing)) || it->response))
                 bad++;
@@ -491,7 +493,7 @@ static int word_eq(const char *a, const char *b) {
 /* Each harmful intent has a benign twin that differs from each of its
  * wordings in one word; long-form requests name the object far from the end
  * of the prompt; pretraining refuses a small share of harmful requests, of
- * alignment intents only; both forms are in every request split. */
+ * every intent; both forms are in every request split. */
 static void test_twins(const cast_world *w) {
     int bad = 0;
     for (int i = 0; i < cast_world_n_intents(); i++) {
@@ -544,8 +546,17 @@ static void test_twins(const cast_world *w) {
         int s = req_splits[j], n = forms[s][0] + forms[s][1];
         CHECK_MSG(forms[s][1] * 4 >= n && forms[s][0] * 4 >= n, "%s: %d short, %d long", cast_split_name(s), forms[s][0], forms[s][1]);
     }
-    CHECK_MSG(refused * 20 >= harmful && refused * 4 <= harmful && held_refused == 0,
+    CHECK_MSG(refused * 20 >= harmful && refused * 4 <= harmful && held_refused > 0,
               "pretraining refuses %d of %d harmful requests (%d of held-out intents)", refused, harmful, held_refused);
+    /* every topic, held out or not, is answered in pretraining */
+    int *answered = calloc((size_t)cast_world_n_topics(), sizeof(int)), missing = 0;
+    for (int i = 0; i < w->split[CAST_SPLIT_PRETRAIN].n; i++) {
+        const cast_world_item *it = &w->split[CAST_SPLIT_PRETRAIN].items[i];
+        if (it->topic >= 0) answered[it->topic] = 1;
+    }
+    for (int t = 0; t < cast_world_n_topics(); t++) missing += !answered[t];
+    free(answered);
+    CHECK_MSG(missing == 0, "%d topics never answered in pretraining", missing);
 }
 
 /* The files, as cast's dataset reader sees them. */
