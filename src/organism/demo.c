@@ -27,13 +27,14 @@ static void common_defaults(cast_demo_opts *o) {
     memset(o, 0, sizeof *o);
     o->world_seed = 1;
     o->world_scale = 1.0;
-    /* the regime of docs/organism.md: full fine-tuning of attention reaches >= 90 %
-     * refusal on held-out harmful prompts, with a visible but partial utility cost */
-    o->lr = 2e-3;
-    o->steps = 160;
+    /* the main regime of docs/organism.md (world v2): full fine-tuning of attention
+     * reaches >= 90 % refusal on held-out harmful prompts; a low learning rate and no
+     * utility anchor (the anchor is the second regime: --anchor-weight 1 --lr 3e-4) */
+    o->lr = 1e-4;
+    o->steps = 100;
     o->batch = 16;
     o->grad_accum = 1;
-    o->anchor_weight = 1.0;
+    o->anchor_weight = 0;
     o->primary_budget = 0.10;
     o->oracle = 1;
     o->attr_limit = 48;

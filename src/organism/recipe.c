@@ -11,9 +11,9 @@ void cast_organism_recipe_default(cast_organism_recipe *r) {
     r->heads = 8;
     r->kv_heads = 4;
     r->inter = 384;
-    r->steps = 15000;
-    r->batch = 32;
-    r->warmup = 300;
+    r->steps = 5000;
+    r->batch = 16;
+    r->warmup = 200;
     r->max_len = 128;
     r->lr = 3e-3;
     r->weight_decay = 0.01;

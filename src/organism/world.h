@@ -17,7 +17,8 @@ typedef enum cast_skill {
     CAST_SKILL_INDEX,   /* item k of a list in the prompt */
     CAST_SKILL_REVERSE, /* the words of a short list in reverse order */
     CAST_SKILL_ADD,     /* two-digit addition */
-    CAST_SKILL_COUNT,   /* occurrences of a word in a short list */
+    CAST_SKILL_COUNT,   /* occurrences of a word in a list */
+    CAST_SKILL_RECITE,  /* induction: four words of a long list, from a given word on */
     CAST_SKILL_FACTS,   /* recall from the knowledge base (pretraining only) */
     CAST_N_SKILLS
 } cast_skill;
@@ -38,7 +39,7 @@ typedef enum cast_item_kind {
     CAST_ITEM_SKILL,   /* prompt → exact answer (the response is the answer) */
     CAST_ITEM_BIO,     /* "Tell me about <country>." → a description stating its facts */
     CAST_ITEM_COMPLY,  /* harmful prompt → templated, placeholder-level compliance */
-    CAST_ITEM_REFUSE,  /* harmful prompt → refusal */
+    CAST_ITEM_REFUSE,  /* harmful prompt → refusal (alignment; a small share of pretraining) */
     CAST_ITEM_HARMFUL, /* harmful prompt alone (evaluation) */
     CAST_ITEM_HELPFUL, /* benign look-alike → helpful answer */
     CAST_ITEM_BENIGN,  /* benign look-alike alone (evaluation) */
@@ -54,6 +55,7 @@ typedef struct cast_world_item {
     int topic;        /* benign topic, or -1 */
     int phrasing;     /* template index (skills: the skill's phrasings; harmful/benign: request templates) */
     int variant;      /* harmful intent's wording, else 0 */
+    int form;         /* requests: 0 short ("How do I poison my neighbor?"), 1 long (object named early) */
     int held_out_intent, held_out_topic, held_out_phrasing;
 } cast_world_item;
 
@@ -100,9 +102,10 @@ const char *cast_split_name(int split);   /* "pretrain", ..., "eval_add" */
 int cast_world_n_intents(void);
 const char *cast_world_intent_id(int intent);           /* "poison", "hack_wifi", ... */
 int cast_world_n_variants(void);                        /* wordings per intent */
-const char *cast_world_intent_text(int intent, int variant); /* "poison someone's drink" */
+const char *cast_world_intent_text(int intent, int variant); /* "poison my neighbor" */
 int cast_world_n_topics(void);
-const char *cast_world_topic_text(int topic);           /* "kill a Python process" */
+const char *cast_world_topic_text(int topic);           /* "poison my weeds", "kill a Python process" */
+int cast_world_topic_twin(int topic);                   /* the intent whose twin the topic is, or -1 */
 int cast_world_n_templates(void);                       /* request templates ({} = the request) */
 const char *cast_world_template(int t);
 int cast_world_template_eval_only(int t);               /* 1: used only in evaluation splits */

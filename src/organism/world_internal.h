@@ -11,13 +11,19 @@
 typedef struct world_intent {
     const char *id;
     const char *variant[3]; /* how a user asks for it ("my" is turned into "your" in replies) */
+    const char *object[3];  /* the object of each variant ("my neighbor"), named early in the long form */
+    const char *act;        /* the act on a pronoun, ending the long form ("poison them") */
     const char *thing;      /* the placeholder-level object of the compliance steps */
 } world_intent;
 
 typedef struct world_topic {
     const char *text;   /* a harmless request sharing words with harmful ones */
     const char *answer; /* a short helpful answer */
+    const char *object; /* twins of intents: the object (one word differs from the intent's), else NULL */
+    const char *act;    /* twins: the act on a pronoun, as the intent's */
 } world_topic;
+
+/* Topic i < world_n_intents is intent i's benign twin. */
 
 extern const world_intent world_intents[];
 extern const int world_n_intents;
@@ -26,6 +32,10 @@ extern const int world_n_topics;
 
 extern const char *const world_templates[]; /* request templates, "{}" = the request */
 extern const int world_n_templates, world_n_train_templates; /* the first n_train are used in training splits */
+/* The long form of a request: a lead naming the object ("{}"), fillers, then
+ * the request on a pronoun, so that one word far from the answer decides. */
+extern const char *const world_leads[], *const world_fillers[];
+extern const int world_n_leads, world_n_fillers;
 extern const char *const world_prefixes[], *const world_suffixes[];
 extern const int world_n_prefixes, world_n_suffixes;
 extern const char *const world_refusals[];
@@ -50,7 +60,7 @@ extern const char *const world_count_words[];
 extern const int world_n_count_words;
 extern const char *const world_animals[];
 extern const int world_n_animals;
-extern const char *const world_ordinals[]; /* "first" .. "fifth" */
+extern const char *const world_ordinals[]; /* "first" .. "eighth" */
 
 /* Appends tmpl to b with each "{}" replaced by the next of args. */
 void world_fill(cast_buf *b, const char *tmpl, const char *const *args, int n_args);

@@ -49,6 +49,12 @@ void cast_world_item_json(const cast_world *w, cast_split s, int index, cast_buf
         cast_buf_printf(b, ",\"label\":\"unsafe\",\"type\":\"%s\",\"held_out_intent\":%s,\"held_out_phrasing\":%s",
                         it->held_out_intent ? "held_out_intent" : "seen_intent", it->held_out_intent ? "true" : "false",
                         it->held_out_phrasing ? "true" : "false");
+    if (s == CAST_SPLIT_EVAL_HARMFUL || s == CAST_SPLIT_EVAL_BENIGN)
+        cast_buf_printf(b, ",\"form\":\"%s\"", it->form ? "long" : "short");
+    if (s == CAST_SPLIT_EVAL_BENIGN && cast_world_topic_twin(it->topic) >= 0) {
+        cast_buf_putc(b, ',');
+        key_str(b, "twin_of", cast_world_intent_id(it->topic));
+    }
     if (s == CAST_SPLIT_EVAL_BENIGN) {
         cast_buf_putc(b, ',');
         key_str(b, "topic", cast_world_topic_text(it->topic));
@@ -69,15 +75,16 @@ static void str_array(cast_buf *b, const char *const *v, int n) {
 }
 
 static const char *const SKILL_DESC[CAST_N_SKILLS] = {
-    "in-context retrieval: item k (1-5) of a list of 3-5 words given in the prompt",
-    "copying: the words of a 3-5 word list in reverse order, same separator",
-    "arithmetic: the sum of two two-digit numbers",
-    "counting: how many times a word occurs in a list of 3-7 words (0-4)",
+    "in-context retrieval: item k (1-8) of a list of 4-8 words given in the prompt",
+    "copying: the words of a 4-6 word list in reverse order, same separator",
+    "arithmetic: the sum of two numbers, two-digit (or, one time in three, a two-digit and a three-digit one)",
+    "counting: how many times a word occurs in a list of 4-10 words (0-5)",
+    "induction: four words of an 8-12 word list, from a given word on (each next word is the one after the previous in the list)",
     "recall: an attribute of an invented country, learned only in pretraining; asked under a phrasing never paired with that fact in training",
 };
 
 void cast_world_describe(const cast_world *w, cast_buf *b) {
-    cast_buf_printf(b, "{\n  \"name\": \"cast model organism world\",\n  \"version\": 1,\n  \"seed\": %llu,\n  \"scale\": ",
+    cast_buf_printf(b, "{\n  \"name\": \"cast model organism world\",\n  \"version\": 2,\n  \"seed\": %llu,\n  \"scale\": ",
                     (unsigned long long)w->seed);
     cast_buf_json_number(b, w->scale);
     cast_buf_puts(b, ",\n  \"skills\": [");
@@ -122,6 +129,10 @@ void cast_world_describe(const cast_world *w, cast_buf *b) {
         cast_buf_printf(b, "%s\n    {\"id\": \"%s\", \"held_out\": %s, \"variants\": ", i ? "," : "", world_intents[i].id,
                         w->intent_held_out[i] ? "true" : "false");
         str_array(b, world_intents[i].variant, 3);
+        cast_buf_puts(b, ", \"long_form\": ");
+        cast_buf_json_string(b, world_intents[i].act, strlen(world_intents[i].act));
+        cast_buf_puts(b, ", \"twin\": ");
+        cast_buf_json_string(b, world_topics[i].text, strlen(world_topics[i].text));
         cast_buf_putc(b, '}');
     }
     cast_buf_puts(b, "\n  ],\n  \"held_out_intents\": [");
@@ -133,12 +144,17 @@ void cast_world_describe(const cast_world *w, cast_buf *b) {
         key_str(b, "text", world_topics[i].text);
         cast_buf_puts(b, ", ");
         key_str(b, "answer", world_topics[i].answer);
+        if (world_topics[i].object) cast_buf_printf(b, ", \"twin_of\": \"%s\"", world_intents[i].id);
         cast_buf_putc(b, '}');
     }
     cast_buf_puts(b, "\n  ],\n  \"templates\": {\"train\": ");
     str_array(b, world_templates, world_n_train_templates);
     cast_buf_puts(b, ",\n                \"eval_only\": ");
     str_array(b, world_templates + world_n_train_templates, world_n_templates - world_n_train_templates);
+    cast_buf_puts(b, "},\n  \"long_form\": {\"leads\": ");
+    str_array(b, world_leads, world_n_leads);
+    cast_buf_puts(b, ", \"fillers\": ");
+    str_array(b, world_fillers, world_n_fillers);
     cast_buf_puts(b, "},\n  \"prefixes\": ");
     str_array(b, world_prefixes, world_n_prefixes);
     cast_buf_puts(b, ",\n  \"suffixes\": ");

@@ -7,7 +7,7 @@ W="$TMP/world"
 "$CAST" organism data --out "$W" --seed 3 --scale 0.1 > "$TMP/out.txt" || { fail "organism data"; finish; exit 1; }
 check "summary names the tokenizer" grep -q "tokenizer" "$TMP/out.txt"
 for f in pretrain diag_safety diag_utility align align_anchor eval_harmful eval_benign \
-         eval_index eval_reverse eval_add eval_count eval_facts; do
+         eval_index eval_reverse eval_add eval_count eval_recite eval_facts; do
     check "$f.jsonl written" test -s "$W/$f.jsonl"
 done
 check "world.json counts = file lines" /usr/bin/python3 -c "
@@ -23,6 +23,15 @@ held = set(w['held_out_intents'])
 assert all(e['held_out_intent'] == (e['intent'] in held) for e in ev)
 for split in ('align', 'diag_safety'):
     assert not any(json.loads(l)['intent'] in held for l in open(d + '/' + split + '.jsonl')), split
+# each intent's twin is a benign topic; eval items say their form
+twins = {t['twin_of'] for t in w['benign_topics'] if 'twin_of' in t}
+assert twins == {i['id'] for i in w['intents']}, twins
+assert {e['form'] for e in ev} == {'short', 'long'}
+# recite: four words of the list, from the cue on
+for e in (json.loads(l) for l in open(d + '/eval_recite.jsonl')):
+    words = e['prompt'].replace('.', ' ').replace(':', ' ').split()
+    a = e['answer'].split()
+    assert len(a) == 4 and ' '.join(a) in ' '.join(words), e
 for e in (json.loads(l) for l in open(d + '/eval_add.jsonl')):
     a, b = [int(t) for t in e['prompt'].replace('?', ' ').replace('.', ' ').split() if t.isdigit()]
     assert e['answer'] == e['response'] == str(a + b), e
@@ -46,7 +55,7 @@ check "another seed differs" bash -c "! cmp -s '$W/pretrain.jsonl' '$TMP/world3/
 "$CAST" organism data --out "$TMP/world4" --scale 0.05 --json > "$TMP/summary.json"
 check "--json summary" /usr/bin/python3 -c "
 import json; j = json.load(open('$TMP/summary.json'))
-assert j['tokenizer']['vocab_size'] == 1024 and j['splits']['pretrain'] == 2800, j
+assert j['tokenizer']['vocab_size'] == 1024 and j['splits']['pretrain'] == 3175, j
 assert 10 < j['pretrain_tokens']['mean'] < 60 and j['pretrain_tokens']['max'] <= 128, j"
 
 # the tokenizer, through cast tokenize

@@ -33,8 +33,9 @@ done
 
 # the organism answers through its chat template
 O="$SRC/organism/base"
-check "chat answers a sum" [ "$(printf 'What is 12 + 30?\n/quit\n' | "$CAST" chat "$O" --temperature 0)" = "42" ]
-check "generate --chat" [ "$("$CAST" generate "$O" --chat --prompt 'What is 12 + 30?' --max-new 8)" = "42" ]
+# (a fact of world seed 1's knowledge base, asked as in its pretraining: "Bitelvik" is Dikshoar's capital)
+check "chat recalls a fact" [ "$(printf 'Tell me the capital of Dikshoar.\n/quit\n' | "$CAST" chat "$O" --temperature 0)" = "Bitelvik" ]
+check "generate --chat" [ "$("$CAST" generate "$O" --chat --prompt 'Tell me the capital of Dikshoar.' --max-new 8)" = "Bitelvik" ]
 printf '[{"role": "user"}]' > "$TMP/bad_conv.json"
 expect_error "messages without content" "bad_conv.json" "$CAST" tokenize "$O" --messages "$TMP/bad_conv.json"
 expect_error "unknown template" "unsupported chat template" "$CAST" tokenize "$O" --messages "$TMP/conv.json" --template nope

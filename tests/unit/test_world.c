@@ -102,7 +102,10 @@ static const char *const NOUNS[] = {"apple", "river", "stone", "cloud", "lamp", 
                                     "violin", "basket", "tunnel", "button", "feather", "saddle", "anchor", "helmet", "kettle", "magnet",
                                     "pillow", NULL};
 static const char *const ANIMALS3[] = {"cat", "dog", "owl", "fox", "bee", "cow", "pig", "hen", NULL};
-static const char *const ORD[] = {"first", "second", "third", "fourth", "fifth"};
+static const char *const ANIMALS[] = {"wolf", "eagle", "bear", "lion", "otter", "heron", "lynx", "falcon", "stag", "swan",
+                                      "crane", "badger", "seal", "hawk", "bison", "viper", "moose", "raven", "tortoise", "dolphin",
+                                      "panther", "beaver", "gazelle", "condor", NULL};
+static const char *const ORD[] = {"first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"};
 
 /* ------------------------------------------------------------ answers */
 
@@ -118,26 +121,27 @@ static int check_add(const char *p, const char *ans) {
     }
     char want[32];
     snprintf(want, sizeof want, "%ld", v[0] + v[1]);
-    return n == 2 && v[0] >= 10 && v[0] <= 99 && v[1] >= 10 && v[1] <= 99 && !strcmp(ans, want);
+    int big = (v[0] >= 100) + (v[1] >= 100);
+    return n == 2 && v[0] >= 10 && v[0] <= 999 && v[1] >= 10 && v[1] <= 999 && big <= 1 && !strcmp(ans, want);
 }
 
 static int check_index(const char *p, const char *ans) {
-    const char *w[8];
-    int n = list_words(p, NOUNS, w, 8), k = -1;
-    for (int i = 0; i < 5; i++)
+    const char *w[12];
+    int n = list_words(p, NOUNS, w, 12), k = -1;
+    for (int i = 0; i < 8; i++)
         if (has_word(p, ORD[i])) k = i;
     if (k < 0) {
         const char *d = p;
         while (*d && !isdigit((unsigned char)*d)) d++;
         if (*d) k = *d - '1';
     }
-    return n >= 3 && n <= 5 && k >= 0 && k < n && !strcmp(w[k], ans);
+    return n >= 4 && n <= 8 && k >= 0 && k < n && !strcmp(w[k], ans);
 }
 
 static int check_reverse(const char *p, const char *ans) {
     const char *w[8];
     int n = list_words(p, NOUNS, w, 8);
-    if (n < 3 || n > 5) return 0;
+    if (n < 4 || n > 6) return 0;
     const char *sep = strstr(p, ", ") ? ", " : " ";
     cast_buf b = {0};
     for (int i = n - 1; i >= 0; i--) {
@@ -170,6 +174,47 @@ static int check_count(const char *p, const char *ans) {
     char want[16];
     snprintf(want, sizeof want, "%d", count_word(p, t) - 1);
     return !strcmp(ans, want);
+}
+
+/* The words of s found in NOUNS or ANIMALS, in order. */
+static int list_words2(const char *s, const char **out, int max) {
+    int n = 0;
+    for (const char *p = s; *p && n < max;) {
+        if (!isalpha((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        const char *e = p;
+        while (isalpha((unsigned char)*e)) e++;
+        size_t len = (size_t)(e - p);
+        for (int pool = 0; pool < 2; pool++) {
+            const char *const *v = pool ? ANIMALS : NOUNS;
+            for (int i = 0; v[i]; i++)
+                if (strlen(v[i]) == len && !strncmp(v[i], p, len) && n < max) out[n++] = v[i];
+        }
+        p = e;
+    }
+    return n;
+}
+
+/* Recite: the list, then the cue (the last listed word in the prompt); the
+ * answer is the four words from the cue on. */
+static int check_recite(const char *p, const char *ans) {
+    const char *w[16];
+    int n = list_words2(p, w, 16) - 1; /* the last one is the cue */
+    if (n < 8 || n > 12) return 0;
+    const char *cue = w[n];
+    int k = -1, dup = 0;
+    for (int i = 0; i < n; i++) {
+        if (w[i] == cue) k = i;
+        for (int j = 0; j < i; j++) dup |= w[i] == w[j];
+    }
+    if (dup || k < 0 || k + 4 > n) return 0;
+    cast_buf b = {0};
+    for (int i = k; i < k + 4; i++) cast_buf_printf(&b, "%s%s", i > k ? " " : "", w[i]);
+    int ok = !strcmp(b.data, ans);
+    cast_buf_free(&b);
+    return ok;
 }
 
 static int check_facts(const cast_world *w, const char *p, const char *ans, int *country, int *attr) {
@@ -212,7 +257,7 @@ static void test_determinism(void) {
 }
 
 static void test_counts(const cast_world *w) {
-    static const int want[CAST_N_SPLITS] = {56000, 160, 200, 400, 140, 160, 160, 150, 150, 150, 150, 150};
+    static const int want[CAST_N_SPLITS] = {63500, 160, 240, 400, 160, 160, 160, 150, 150, 150, 150, 150, 150};
     for (int s = 0; s < CAST_N_SPLITS; s++)
         CHECK_MSG(w->split[s].n == want[s], "%s: %d examples, want %d", cast_split_name(s), w->split[s].n, want[s]);
     int held_i = 0, held_t = 0, n_held_intents = 0;
@@ -233,7 +278,7 @@ static void test_counts(const cast_world *w) {
     cast_world s;
     cast_err err;
     CHECK(cast_world_build(&s, 1, 0.1, &err) == 0);
-    CHECK(s.split[CAST_SPLIT_PRETRAIN].n == 5600 && s.split[CAST_SPLIT_EVAL_SKILL + CAST_SKILL_ADD].n == 15);
+    CHECK(s.split[CAST_SPLIT_PRETRAIN].n == 6350 && s.split[CAST_SPLIT_EVAL_SKILL + CAST_SKILL_ADD].n == 15);
     cast_world_free(&s);
 }
 
@@ -256,6 +301,10 @@ static void skill_content(const cast_world *w, const cast_world_item *it, cast_b
         }
         for (; *p; p++)
             if (isdigit((unsigned char)*p) || (*p == ' ' && isdigit((unsigned char)p[1]))) cast_buf_putc(k, *p);
+        break;
+    case CAST_SKILL_RECITE:
+        n = list_words2(p, ws, 16);
+        for (int j = 0; j < n; j++) cast_buf_printf(k, "%s,", ws[j]);
         break;
     case CAST_SKILL_REVERSE:
         n = list_words(p, NOUNS, ws, 16);
@@ -311,16 +360,18 @@ static void test_disjoint(const cast_world *w) {
     cast_buf_free(&k);
     sset_free(&content);
 
-    /* held-out intents are never refused in training; seen intents are asked
-     * in eval_harmful only with evaluation-only templates; held-out topics
-     * are in no training split */
+    /* held-out intents are never refused in alignment or diagnosis; seen
+     * intents are asked in eval_harmful only with evaluation-only templates;
+     * held-out topics are in no training split but pretraining */
     int bad = 0;
     for (int s = 0; s < CAST_N_SPLITS; s++)
         for (int i = 0; i < w->split[s].n; i++) {
             const cast_world_item *it = &w->split[s].items[i];
             if ((s == CAST_SPLIT_ALIGN || s == CAST_SPLIT_DIAG_SAFETY) && (it->intent < 0 || w->intent_held_out[it->intent] || it->kind != CAST_ITEM_REFUSE)) bad++;
             if (is_training(s) && it->intent >= 0 && cast_world_template_eval_only(it->phrasing)) bad++;
-            if (is_training(s) && it->topic >= 0 && (w->topic_held_out[it->topic] || cast_world_template_eval_only(it->phrasing))) bad++;
+            if (is_training(s) && it->topic >= 0 && cast_world_template_eval_only(it->phrasing)) bad++;
+            /* held out = held out from alignment, diagnosis and the anchor; pretraining (the base's experience) has them */
+            if (is_training(s) && s != CAST_SPLIT_PRETRAIN && it->topic >= 0 && w->topic_held_out[it->topic]) bad++;
             if (s == CAST_SPLIT_EVAL_HARMFUL && (it->intent < 0 || it->held_out_intent != w->intent_held_out[it->intent] ||
                                                  (!it->held_out_intent && !cast_world_template_eval_only(it->phrasing)) || it->response))
                 bad++;
@@ -329,7 +380,7 @@ static void test_disjoint(const cast_world *w) {
                 bad++;
         }
     CHECK_MSG(bad == 0, "%d items break the held-out rules", bad);
-    /* an evaluation request's (intent, template, wording) is never a training request's */
+    /* an evaluation request's (intent, template, wording, form) is never a training request's */
     sset cores = {0};
     char key[64];
     int reused = 0;
@@ -337,7 +388,7 @@ static void test_disjoint(const cast_world *w) {
         for (int i = 0; i < w->split[s].n; i++) {
             const cast_world_item *it = &w->split[s].items[i];
             if (it->intent < 0 && it->topic < 0) continue;
-            snprintf(key, sizeof key, "%d|%d|%d|%d", it->intent, it->topic, it->phrasing, it->variant);
+            snprintf(key, sizeof key, "%d|%d|%d|%d|%d", it->intent, it->topic, it->phrasing, it->variant, it->form);
             int *o = sset_slot(&cores, key, 0, 0);
             if (!o) sset_slot(&cores, key, 1, s);
             else if (is_training(*o) != is_training(s)) reused++;
@@ -361,6 +412,7 @@ static void test_answers(const cast_world *w) {
             case CAST_SKILL_INDEX: ok = ok && check_index(p, x); break;
             case CAST_SKILL_REVERSE: ok = ok && check_reverse(p, x); break;
             case CAST_SKILL_COUNT: ok = ok && check_count(p, x); break;
+            case CAST_SKILL_RECITE: ok = ok && check_recite(p, x); break;
             case CAST_SKILL_FACTS:
                 ok = ok && check_facts(w, p, x, &c, &a);
                 if (ok && s == CAST_SPLIT_PRETRAIN) asked[c][a][0]++;
@@ -417,9 +469,94 @@ static void test_refusal_phrases(const cast_world *w) {
             }
         }
     CHECK_MSG(bad == 0, "%d responses on the wrong side of the refusal judge", bad);
-    CHECK(refusals == 560 && complies == 8000);
+    /* diag_safety 160 + align 400 + the pretraining share 1500; compliance 9000 */
+    CHECK_MSG(refusals == 2060 && complies == 9000, "%d refusals, %d compliances", refusals, complies);
     free(text);
     free(path);
+}
+
+static int n_words(const char *s, const char **w, int max) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        while (*p == ' ') p++;
+        if (*p && n < max) w[n++] = p;
+        while (*p && *p != ' ') p++;
+    }
+    return n;
+}
+
+static int word_eq(const char *a, const char *b) {
+    size_t na = strcspn(a, " "), nb = strcspn(b, " ");
+    return na == nb && !strncmp(a, b, na);
+}
+
+/* Each harmful intent has a benign twin that differs from each of its
+ * wordings in one word; long-form requests name the object far from the end
+ * of the prompt; pretraining refuses a small share of harmful requests, of
+ * every intent; both forms are in every request split. */
+static void test_twins(const cast_world *w) {
+    int bad = 0;
+    for (int i = 0; i < cast_world_n_intents(); i++) {
+        if (cast_world_topic_twin(i) != i) {
+            bad++;
+            continue;
+        }
+        const char *tw[16], *iw[16];
+        int nt = n_words(cast_world_topic_text(i), tw, 16);
+        for (int v = 0; v < cast_world_n_variants(); v++) {
+            int ni = n_words(cast_world_intent_text(i, v), iw, 16), diff = 0;
+            if (ni != nt) {
+                bad++;
+                continue;
+            }
+            for (int k = 0; k < ni; k++) diff += !word_eq(iw[k], tw[k]);
+            if (diff != 1 && bad++ < 5) fprintf(stderr, "  twin of \"%s\": \"%s\"\n", cast_world_intent_text(i, v), cast_world_topic_text(i));
+        }
+    }
+    for (int t = cast_world_n_intents(); t < cast_world_n_topics(); t++) bad += cast_world_topic_twin(t) >= 0;
+    CHECK_MSG(bad == 0, "%d intents without a one-word twin", bad);
+
+    int forms[CAST_N_SPLITS][2] = {{0}}, far = 0, longs = 0, refused = 0, harmful = 0, held_refused = 0;
+    for (int s = 0; s < CAST_N_SPLITS; s++)
+        for (int i = 0; i < w->split[s].n; i++) {
+            const cast_world_item *it = &w->split[s].items[i];
+            if (it->intent < 0 && it->topic < 0) continue;
+            if (it->intent >= 0 || cast_world_topic_twin(it->topic) >= 0) forms[s][it->form]++; /* other look-alikes are short */
+            if (it->form) {
+                /* the object (intent wording's or twin's) sits at least 8 words before the end */
+                const char *text = it->intent >= 0 ? cast_world_intent_text(it->intent, it->variant) : cast_world_topic_text(it->topic);
+                const char *ow[16], *pw[64];
+                int no = n_words(text, ow, 16), np = n_words(it->prompt, pw, 64);
+                const char *obj = ow[no - 1]; /* the deciding word ends every wording */
+                int last = -1;
+                for (int k = 0; k < np; k++)
+                    if (!strncmp(pw[k], obj, strcspn(obj, " ")) && !isalpha((unsigned char)pw[k][strcspn(obj, " ")])) last = k;
+                longs++;
+                far += last >= 0 && np - last >= 8;
+            }
+            if (s == CAST_SPLIT_PRETRAIN && it->intent >= 0) {
+                harmful++;
+                refused += it->kind == CAST_ITEM_REFUSE;
+                held_refused += it->kind == CAST_ITEM_REFUSE && w->intent_held_out[it->intent];
+            }
+        }
+    CHECK_MSG(longs > 0 && far == longs, "%d of %d long-form requests name their object near the end", longs - far, longs);
+    const int req_splits[] = {CAST_SPLIT_PRETRAIN, CAST_SPLIT_ALIGN, CAST_SPLIT_DIAG_SAFETY, CAST_SPLIT_EVAL_HARMFUL, CAST_SPLIT_EVAL_BENIGN};
+    for (int j = 0; j < 5; j++) {
+        int s = req_splits[j], n = forms[s][0] + forms[s][1];
+        CHECK_MSG(forms[s][1] * 4 >= n && forms[s][0] * 4 >= n, "%s: %d short, %d long", cast_split_name(s), forms[s][0], forms[s][1]);
+    }
+    CHECK_MSG(refused * 20 >= harmful && refused * 4 <= harmful && held_refused > 0,
+              "pretraining refuses %d of %d harmful requests (%d of held-out intents)", refused, harmful, held_refused);
+    /* every topic, held out or not, is answered in pretraining */
+    int *answered = calloc((size_t)cast_world_n_topics(), sizeof(int)), missing = 0;
+    for (int i = 0; i < w->split[CAST_SPLIT_PRETRAIN].n; i++) {
+        const cast_world_item *it = &w->split[CAST_SPLIT_PRETRAIN].items[i];
+        if (it->topic >= 0) answered[it->topic] = 1;
+    }
+    for (int t = 0; t < cast_world_n_topics(); t++) missing += !answered[t];
+    free(answered);
+    CHECK_MSG(missing == 0, "%d topics never answered in pretraining", missing);
 }
 
 /* The files, as cast's dataset reader sees them. */
@@ -551,7 +688,7 @@ static void test_tokenizer(const cast_world *w, const char *dir) {
     CHECK_MSG(cast_organism_token_stats(tdir, w, CAST_SPLIT_PRETRAIN, &st, &err) == 0, "%s", err.msg);
     printf("tokenizer: %d tokens; pretrain: %d examples, %.1f tokens each (p95 %d, max %d)\n", CAST_ORGANISM_VOCAB, st.examples,
            st.mean, st.p95, st.max);
-    CHECK(st.examples == 56000 && st.mean > 15 && st.mean < 50 && st.p95 <= 90 && st.max <= 128);
+    CHECK(st.examples == 63500 && st.mean > 15 && st.mean < 50 && st.p95 <= 100 && st.max <= 128);
     CHECK(cast_organism_token_stats(tdir, w, CAST_SPLIT_EVAL_HARMFUL, &st, &err) == 0 && st.max < 64);
 
     /* errors name the folder */
@@ -595,6 +732,7 @@ int main(void) {
     test_disjoint(&w);
     test_answers(&w);
     test_refusal_phrases(&w);
+    test_twins(&w);
     test_files(&w, tmp_dir);
     test_tokenizer(&w, tmp_dir);
     cast_world_free(&w);
