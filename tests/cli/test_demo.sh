@@ -87,6 +87,25 @@ assert abs(b['benign_refusal'] - 100 * e['benign']['refusal_rate']) < 1e-9
 assert abs(b['skills']['add'] - 100 * e['utility'][0]['exact_match']) < 1e-9
 "
 check "report gives a verdict per claim" bash -c "grep -q '1. \*\*Conflict is concentrated' '$TMP/demo/report.md' && grep -q '2. \*\*Utility damage' '$TMP/demo/report.md' && grep -q '3. \*\*Skipping them' '$TMP/demo/report.md'"
+# the study's design, cut down: pcgrad, inverse and the three map variants on every seed
+"$CAST" demo --study --budgets 0.1 --out "$TMP/study" --first 4 --attr-first 4 --seeds 2 --random-sets 1 --steps 2 --threads 1 \
+    > /dev/null 2>&1
+check "study: every strategy on every seed; a group map skips whole k/v groups" /usr/bin/python3 -c "
+import json
+j = json.load(open('$TMP/study/results.json'))
+r = j['runs']
+want = ['full', 'pcgrad', 'cast', 'inverse', 'cast-fs-gate-abs', 'cast-oc-trajectory', 'cast-unit-group', 'random']
+for seed in (1, 2):
+    kinds = [x['strategy'] for x in r if x['seed'] == seed]
+    assert all(k in kinds for k in want), kinds
+for x in r:
+    if x['strategy'] == 'cast-unit-group':
+        heads = sorted((h['layer'], h['head']) for h in x['skipped'])
+        groups = {(l, h // 2) for l, h in heads}   # organism: 8 heads, 4 kv heads
+        assert x['skip_heads'] == 4 and len(groups) == 2 and len(heads) == 4, heads  # k = 3 rounded to whole groups
+m = {s['strategy'] for s in j['claims']['skip_vs_random']}
+assert {'cast', 'inverse', 'cast-fs-gate-abs', 'cast-oc-trajectory', 'cast-unit-group'} <= m, m
+"
 # the output folder: refused when non-empty, replaced whole with --force
 expect_error "demo into a non-empty folder" "--force" "$CAST" demo --out "$TMP/demo" --first 2 --seeds 1 --random-sets 0 --steps 1 --no-oracle
 touch "$TMP/demo/stale.txt"
