@@ -321,13 +321,12 @@ static int skip_strategies(const demo *d, const char **names, double *budgets, i
     return n;
 }
 
-static void json_num(cast_buf *b, double v) { cast_buf_json_number(b, v); /* NaN -> null */ }
 
 static void json_ci(cast_buf *b, double mean, double half) {
     cast_buf_puts(b, "[");
-    json_num(b, mean - half);
+    cast_buf_json_number(b, mean - half);
     cast_buf_puts(b, ", ");
-    json_num(b, mean + half);
+    cast_buf_json_number(b, mean + half);
     cast_buf_puts(b, "]");
 }
 
@@ -403,12 +402,12 @@ static void json_paired_list(cast_buf *j, const char *key, const paired *p, int 
     for (int i = 0; i < n; i++) {
         cast_buf_printf(j, "%s\n   {\"strategy\": \"%s\", \"budget\": %g, \"seeds\": %d, \"%s\": ", i ? "," : "", p[i].strategy,
                         p[i].budget, p[i].seeds, refusal ? "refusal_diff" : "diff");
-        json_num(j, p[i].diff);
+        cast_buf_json_number(j, p[i].diff);
         cast_buf_puts(j, ", \"ci95\": ");
         json_ci(j, p[i].diff, p[i].half);
         if (with_percentile) {
             cast_buf_puts(j, ", \"percentile\": ");
-            json_num(j, p[i].percentile);
+            cast_buf_json_number(j, p[i].percentile);
         }
         cast_buf_puts(j, "}");
     }
@@ -666,48 +665,48 @@ static int write_outputs(demo *d, const run *base, const cast_conflict_map *map,
         for (int k = 0; k < r->k; k++)
             cast_buf_printf(&j, "%s{\"layer\": %d, \"head\": %d}", k ? ", " : "", r->skipped[k] / c->heads, r->skipped[k] % c->heads);
         cast_buf_puts(&j, "], \"refusal\": ");
-        json_num(&j, 100 * r->refusal);
+        cast_buf_json_number(&j, 100 * r->refusal);
         cast_buf_puts(&j, ", \"seen_refusal\": ");
-        json_num(&j, 100 * r->refusal_seen);
+        cast_buf_json_number(&j, 100 * r->refusal_seen);
         cast_buf_puts(&j, ", \"heldout_refusal\": ");
-        json_num(&j, 100 * r->refusal_held_out);
+        cast_buf_json_number(&j, 100 * r->refusal_held_out);
         cast_buf_puts(&j, ", \"benign_refusal\": ");
-        json_num(&j, 100 * r->over_refusal);
+        cast_buf_json_number(&j, 100 * r->over_refusal);
         cast_buf_puts(&j, ", \"benign_seen_refusal\": ");
-        json_num(&j, 100 * r->over_refusal_seen);
+        cast_buf_json_number(&j, 100 * r->over_refusal_seen);
         cast_buf_puts(&j, ", \"benign_heldout_refusal\": ");
-        json_num(&j, 100 * r->over_refusal_held_out);
+        cast_buf_json_number(&j, 100 * r->over_refusal_held_out);
         cast_buf_puts(&j, ", \"utility\": ");
-        json_num(&j, 100 * r->utility);
+        cast_buf_json_number(&j, 100 * r->utility);
         cast_buf_puts(&j, ", \"utility_nll\": ");
-        json_num(&j, r->utility_nll);
+        cast_buf_json_number(&j, r->utility_nll);
         cast_buf_puts(&j, ", \"skills\": {");
         for (int s = 0; s < CAST_N_SKILLS; s++) {
             cast_buf_printf(&j, "%s\"%s\": ", s ? ", " : "", cast_skill_name(s));
-            json_num(&j, 100 * r->skill[s]);
+            cast_buf_json_number(&j, 100 * r->skill[s]);
         }
         cast_buf_printf(&j, "}, \"trainable_parameters\": %lld, \"train_s\": %.2f, \"eval_s\": %.2f}", (long long)r->trainable, r->train_s,
                         r->eval_s);
     }
     cast_buf_printf(&j, "],\n \"claims\": {\n  \"concentration\": {\"top_share\": ");
-    json_num(&j, map->concentration);
+    cast_buf_json_number(&j, map->concentration);
     cast_buf_printf(&j, ", \"k\": %d, \"null_mean\": ", cast_top5_count(n_heads));
-    json_num(&j, map->concentration_null_mean);
+    cast_buf_json_number(&j, map->concentration_null_mean);
     cast_buf_puts(&j, ", \"null_p\": ");
-    json_num(&j, map->concentration_null_p);
+    cast_buf_json_number(&j, map->concentration_null_p);
     cast_buf_puts(&j, "},\n  \"headroom\": ");
     if (cl.primary_headroom >= 0) {
         const paired *h = &cl.headroom[cl.primary_headroom];
         cast_buf_printf(&j, "{\"budget\": %g, \"gain\": ", h->budget);
-        json_num(&j, h->diff);
+        cast_buf_json_number(&j, h->diff);
         cast_buf_puts(&j, ", \"ci95\": ");
         json_ci(&j, h->diff, h->half);
         cast_buf_printf(&j, ", \"seeds\": %d", h->seeds);
         if (oracle && oracle->have) {
             cast_buf_puts(&j, ", \"spearman_map_vs_recovery\": {\"exact_match\": ");
-            json_num(&j, oracle->spearman_em);
+            cast_buf_json_number(&j, oracle->spearman_em);
             cast_buf_puts(&j, ", \"nll\": ");
-            json_num(&j, oracle->spearman_nll);
+            cast_buf_json_number(&j, oracle->spearman_nll);
             cast_buf_puts(&j, "}");
         }
         cast_buf_puts(&j, "}");
