@@ -7,6 +7,7 @@
 
 #include "base/buf.h"
 #include "base/timer.h"
+#include "dist/dist.h"
 #include "cli.h"
 
 static void print_help(const cli_spec *spec) {
@@ -22,7 +23,14 @@ static void print_help(const cli_spec *spec) {
 int cli_failf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("cast: ", stderr);
+    /* under MPI an error every rank meets (a bad flag, a missing file) is said
+     * once: rank 0 says it and ends the job at once; another rank speaks only
+     * when, a moment later, it is still alive, i.e. the failure was its own */
+    if (cast_dist_rank() > 0) {
+        sleep(2);
+        fprintf(stderr, "cast: rank %d: ", cast_dist_rank());
+    } else
+        fputs("cast: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -30,6 +38,7 @@ int cli_failf(const char *fmt, ...) {
 }
 
 void cli_note(const char *fmt, ...) {
+    if (cast_dist_rank() > 0) return; /* rank 0 speaks for the job */
     va_list ap;
     va_start(ap, fmt);
     fputs("note: ", stderr);
@@ -177,7 +186,7 @@ void cli_progress_start(cli_progress *p, const char *label, int64_t total) {
     p->total = total;
     p->start = cast_now_s();
     p->last_draw = 0;
-    p->enabled = force ? atoi(force) != 0 : isatty(2);
+    p->enabled = cast_dist_rank() == 0 && (force ? atoi(force) != 0 : isatty(2));
 }
 
 static void fmt_time(char *out, size_t n, double s) {

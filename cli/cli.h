@@ -136,12 +136,17 @@ void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  *   - resume: out_dir must be an existing folder (it holds the run being
  *     continued); o->dir is out_dir, written in place; force is ignored.
  * Returns 0, or 1 after printing the error. commit returns 0, or 1 after
- * printing; commit and abort release o (abort removes the staging folder). */
+ * printing; commit and abort release o (abort removes the staging folder).
+ * Under MPI rank 0 does all of this and tells the other ranks o->dir (where
+ * a sharded optimizer's checkpoints go); for them o->writer is 0, commit and
+ * abort do nothing, and the command writes nothing else. */
 typedef struct cli_out {
     const char *dir; /* where to write: out_dir or the staging folder */
     const char *final;
     char *stage; /* NULL when writing in place */
     int created; /* begin created out_dir: abort removes it if still empty */
+    int writer;  /* 1 on the process that writes the outputs (rank 0) */
+    char *shared_dir; /* the other ranks: rank 0's o->dir */
 } cli_out;
 int cli_out_begin(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume);
 int cli_out_commit(cli_out *o);

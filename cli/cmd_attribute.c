@@ -211,7 +211,7 @@ int cmd_attribute(int argc, char **argv) {
     have_attr = 1;
     if (have_map && cast_attribution_compare_map(&a, &map, compare_map, &err)) goto fail;
     if (out) {
-        if (cast_attribution_write(&a, co.dir, &err)) goto fail;
+        if (co.writer && cast_attribution_write(&a, co.dir, &err)) goto fail;
         if (cli_out_commit(&co)) goto done;
     }
     if (json) {

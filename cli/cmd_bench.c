@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "base/buf.h"
 #include "base/rng.h"
@@ -124,9 +123,7 @@ int cmd_bench(int argc, char **argv) {
         double med = iters % 2 ? ms[iters / 2] : 0.5 * (ms[iters / 2 - 1] + ms[iters / 2]);
         double tokens = !strcmp(mode, "decode") ? batch : (double)batch * seq;
         double tps = tokens / (med / 1e3), gf = bench_flops(&m.cfg, batch, seq, mode) / (med / 1e3) / 1e9;
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double rss_mb = ru.ru_maxrss / 1024.0;
+        double rss_mb = cast_peak_rss_mb();
         if (json)
             printf("{\"mode\":\"%s\",\"tokens_per_s\":%.1f,\"ms_per_iter\":%.2f,\"gflops\":%.2f,\"threads\":%d,\"peak_rss_mb\":%.0f}\n",
                    mode, tps, med, gf, cast_get_threads(), rss_mb);

@@ -6,13 +6,14 @@
 #include "base/file.h"
 #include "base/timer.h"
 #include "cli.h"
+#include "dist/dist.h"
 #include "organism/demo.h"
 
 static void on_stage(void *ctx, const char *stage, int done, int total) {
     cli_progress *bar = ctx;
     bar->total = total;
     cli_progress_update(bar, done, stage);
-    if (!bar->enabled) fprintf(stderr, "[%d/%d, %.0f s] %s\n", done, total, cast_now_s() - bar->start, stage);
+    if (!bar->enabled && cast_dist_rank() == 0) fprintf(stderr, "[%d/%d, %.0f s] %s\n", done, total, cast_now_s() - bar->start, stage);
 }
 
 /* "0.05,0.1,0.2" -> budgets */

@@ -115,7 +115,7 @@ int cmd_diagnose(int argc, char **argv) {
     cli_progress_end(&bar);
     map.safety.skipped = s_skipped;
     map.utility.skipped = u_skipped;
-    if (out && (cast_conflict_map_write(&map, co.dir, &err) ? cli_fail(&err) : cli_out_commit(&co))) {
+    if (out && (co.writer && cast_conflict_map_write(&map, co.dir, &err) ? cli_fail(&err) : cli_out_commit(&co))) {
         cast_conflict_map_free(&map);
         goto done;
     }

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "base/timer.h"
 #include "cli.h"
+#include "dist/dist.h"
 #include "eval/judge.h"
 #include "eval/metrics.h"
 
@@ -151,7 +152,7 @@ int cmd_eval(int argc, char **argv) {
     cast_buf b = {0};
     if (lm_eval) cast_eval_lm_eval_json(&rep, (double)time(NULL), cast_now_s() - t0, &b);
     else cast_eval_json(&rep, base, compare, save, &b);
-    if (out && cast_write_file_atomic(out, b.data, b.len, &err)) {
+    if (out && cast_dist_rank() == 0 && cast_write_file_atomic(out, b.data, b.len, &err)) { /* rank 0 writes for the job */
         cast_buf_free(&b);
         goto fail;
     }

@@ -47,6 +47,7 @@ static int organism_data(int argc, char **argv) {
     if (vocab < 259 || vocab > 65536) return cli_failf("organism data: --vocab must be in [259, 65536], got %d", vocab);
     cli_out co;
     if (cli_out_begin(&co, out, NULL, 0, force, 0)) return 1;
+    if (!co.writer) return cli_out_commit(&co); /* under mpirun: rank 0 writes the world, alone */
 
     cast_err err = {{0}};
     double t0 = cast_now_s();
@@ -128,6 +129,7 @@ static int train_step(void *ctx, const cast_step_log *s) {
     char extra[64];
     snprintf(extra, sizeof extra, "loss %.4f", s->loss);
     cli_progress_update(&t->bar, s->step, extra);
+    if (!t->log) return 0; /* under mpirun: rank 0 logs, prints and snapshots */
     fprintf(t->log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens_per_s\": %.0f, \"elapsed_s\": %.1f}\n",
             (long long)s->step, s->loss, s->lr, s->grad_norm, s->tokens_per_s, s->elapsed_s);
     fflush(t->log);
@@ -207,8 +209,8 @@ static int organism_train(int argc, char **argv) {
     cast_model_init_random(&m, &cfg, r.seed, (float)r.init_std);
     cast_mask_init(&mask, &m);
     for (int i = 0; i < m.n_tensors; i++) mask.trainable[i] = 1;
-    logf = fopen(log_path, resume ? "a" : "w");
-    if (!logf) {
+    logf = co.writer ? fopen(log_path, resume ? "a" : "w") : NULL;
+    if (co.writer && !logf) {
         cli_failf("%s: cannot write", log_path);
         goto done;
     }
@@ -230,13 +232,17 @@ static int organism_train(int argc, char **argv) {
     cli_progress_start(&tl.bar, "pretrain", r.steps);
     o.on_step = train_step;
     o.ctx = &tl;
-    fprintf(stderr, "organism: %lld parameters, %d examples, %lld steps of %d\n", (long long)cast_model_param_count(&m), seqs.n,
+    if (co.writer) fprintf(stderr, "organism: %lld parameters, %d examples, %lld steps of %d\n", (long long)cast_model_param_count(&m), seqs.n,
             (long long)r.steps, r.batch);
     double t0 = cast_now_s();
     int bad = cast_train(&m, &mask, &seqs, NULL, &o, &err);
     cli_progress_end(&tl.bar);
-    if (bad || save_organism(&m, co.dir, tok_dir, &err)) {
+    if (bad || (co.writer && save_organism(&m, co.dir, tok_dir, &err))) {
         cli_fail(&err);
+        goto done;
+    }
+    if (!co.writer) {
+        rc = cli_out_commit(&co);
         goto done;
     }
     /* the world the model learned, so that `cast organism data` can rebuild it */

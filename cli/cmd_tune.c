@@ -14,16 +14,19 @@
 #include "cast/select.h"
 #include "cast.h"
 #include "cli.h"
+#include "dist/dist.h"
 #include "model/delta.h"
 #include "train/trainer.h"
 
 typedef struct tune_log {
     FILE *fp;
     cli_progress bar;
+    int64_t optimizer_bytes;
 } tune_log;
 
 static int on_step(void *ctx, const cast_step_log *s) {
     tune_log *t = ctx;
+    t->optimizer_bytes = s->optimizer_bytes;
     cast_buf b = {0};
     cast_buf_printf(&b, "{\"step\": %lld, \"epoch\": %d, \"loss_safety\": ", (long long)s->step, s->epoch);
     cast_buf_json_number(&b, s->loss);
@@ -37,8 +40,10 @@ static int on_step(void *ctx, const cast_step_log *s) {
     cast_buf_json_number(&b, s->grad_norm);
     cast_buf_printf(&b, ", \"projected\": %s, \"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}\n", s->projected ? "true" : "false",
                     s->tokens_per_s, s->elapsed_s);
-    fputs(b.data, t->fp);
-    fflush(t->fp);
+    if (t->fp) { /* rank 0 logs for the job */
+        fputs(b.data, t->fp);
+        fflush(t->fp);
+    }
     cast_buf_free(&b);
     char extra[64];
     snprintf(extra, sizeof extra, "loss %.4f", s->loss);
@@ -77,7 +82,7 @@ int cmd_tune(int argc, char **argv) {
                *schedule = "constant", *template_name = NULL, *dtype_name = NULL;
     double skip = 0.05, lr = 2e-5, beta1 = 0.9, beta2 = 0.999, wd = 0.0, eps = 1e-8, clip = 1.0, anchor = -1;
     int skip_heads = -1, epochs = 3, batch = 4, grad_accum = 4, warmup = 0, save_every = 0, resume = 0, delta = 0, threads = 0;
-    int json = 0;
+    int json = 0, shard_optimizer = 0;
     const char *on_long = "skip";
     cli_data_opts d = {0, 256, CAST_ON_LONG_SKIP, -1};
     int64_t seed = 0, steps = 0;
@@ -119,6 +124,8 @@ int cmd_tune(int argc, char **argv) {
         {"--delta-format", CLI_STRING, &delta_fmt, "sparse|diff",
          "sparse: the changed slices' new values; diff: tuned - base for every trained tensor, a task vector (default sparse)"},
         {"--force", CLI_FLAG, &force, NULL, "replace a non-empty --out folder whole (default: refuse)"},
+        {"--shard-optimizer", CLI_FLAG, &shard_optimizer, NULL,
+         "under mpirun: each rank keeps the AdamW moments of its share of the trainable parameters only (ZeRO stage 1)"},
         {"--dtype", CLI_STRING, &dtype_name, "f32|bf16|f16", "dtype of the saved weights (default: the input's)"},
         {"--template", CLI_STRING, &template_name, "NAME", "chat template (default: the model's)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
@@ -198,7 +205,7 @@ int cmd_tune(int argc, char **argv) {
             cast_buf b = {0};
             cast_conflict_map_json(&map, &b);
             char *p = cast_path_join(co.dir, "conflict_map.json");
-            int bad = cast_write_file_atomic(p, b.data, b.len, &err);
+            int bad = co.writer && cast_write_file_atomic(p, b.data, b.len, &err);
             free(p);
             cast_buf_free(&b);
             if (bad) goto fail;
@@ -228,6 +235,7 @@ int cmd_tune(int argc, char **argv) {
     o.pcgrad = strat == CAST_STRATEGY_PCGRAD;
     o.anchor_weight = anchor >= 0 ? anchor : o.pcgrad ? 1.0 : 0.0;
     o.save_every = save_every;
+    o.shard_optimizer = shard_optimizer && cast_dist_size() > 1;
     ckpt = cast_path_join(co.dir, "checkpoint");
     o.checkpoint_dir = ckpt;
     o.resume = resume;
@@ -244,13 +252,13 @@ int cmd_tune(int argc, char **argv) {
         cast_fail(&err, "%s: no checkpoint to resume from", ckpt);
         goto fail;
     }
-    if (resume ? trim_log(log_path, start, &err) : cast_write_file_atomic(log_path, "", 0, &err)) goto fail;
-    logf = fopen(log_path, "a");
-    if (!logf) {
+    if (co.writer && (resume ? trim_log(log_path, start, &err) : cast_write_file_atomic(log_path, "", 0, &err))) goto fail;
+    logf = co.writer ? fopen(log_path, "a") : NULL;
+    if (co.writer && !logf) {
         cast_fail(&err, "%s: %s", log_path, strerror(errno));
         goto fail;
     }
-    tune_log tl = {logf, {0}};
+    tune_log tl = {logf, {0}, 0};
     int64_t total = cast_train_total_steps(&o, s_set.n);
     cli_progress_start(&tl.bar, "tune", total);
     o.on_step = on_step;
@@ -268,13 +276,20 @@ int cmd_tune(int argc, char **argv) {
             }
     }
     double t0 = cast_now_s();
+    int64_t sent0 = cast_dist_bytes();
     int bad = cast_train(m, &mask, &s_set, utility ? &u_set : NULL, &o, &err);
+    /* payload this rank passed through collectives per optimizer step */
+    double comm_mb = (double)(cast_dist_bytes() - sent0) / 1048576.0 / (double)(total > start ? total - start : 1);
     cli_progress_end(&tl.bar);
     double wall = cast_now_s() - t0;
-    if (bad) {
+    /* memory: this rank's optimizer moments, and the largest peak of any rank */
+    double state_mb = tl.optimizer_bytes / 1048576.0, rss_mb = bad ? 0 : cast_dist_max_f64(cast_peak_rss_mb());
+    if (bad || !co.writer) { /* under MPI rank 0 alone writes the outputs */
         for (int i = 0; before && i < m->n_tensors; i++) free(before[i]);
         free(before);
-        goto fail;
+        if (bad) goto fail;
+        rc = 0;
+        goto done;
     }
     /* outputs: the model folder, the delta, then cast_run.json last (its presence means the run completed) */
     bad = cast_model_save(m, co.dir, dtype, &err);
@@ -320,8 +335,12 @@ int cmd_tune(int argc, char **argv) {
                         "\"max_len\": %d, \"on_long\": \"%s\",\n",
                     batch, grad_accum, o.batch, epochs, (long long)total, o.anchor_weight, d.max_len, cast_on_long_name(d.on_long));
     cast_buf_printf(&b, " \"examples\": {\"safety\": %d, \"utility\": %d}, \"skipped_examples\": {\"safety\": %d, \"utility\": %d}, \"threads\": %d, "
-                        "\"resumed_from_step\": %lld, \"wall_s\": %.2f}\n",
+                        "\"resumed_from_step\": %lld, \"wall_s\": %.2f,\n",
                     s_set.n, u_set.n, s_skipped, u_skipped, cast_get_threads(), (long long)(resume ? start : 0), wall);
+    cast_buf_printf(&b,
+                    " \"ranks\": %d, \"shard_optimizer\": %s, \"optimizer_state_mb_per_rank\": %.1f, \"communication_mb_per_step\": %.3f, "
+                    "\"peak_rss_mb\": %.1f}\n",
+                    cast_dist_size(), o.shard_optimizer ? "true" : "false", state_mb, comm_mb, rss_mb);
     char *rp = cast_path_join(co.dir, "cast_run.json");
     bad = cast_write_file_atomic(rp, b.data, b.len, &err);
     free(rp);

@@ -8,6 +8,7 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "dist/dist.h"
 #include "cli.h"
 
 static int has_tokenizer_files(const char *dir) {
@@ -160,7 +161,30 @@ int cli_out_file_check(const char *out_file, const char *const *inputs, int n_in
     return out_overlaps(out_file, inputs, n_inputs);
 }
 
+static int out_prepare(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume);
+
+/* Rank 0 prepares the folder; every rank learns where it is (a failure on
+ * rank 0 ends the job before the others go on). */
 int cli_out_begin(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume) {
+    if (cast_dist_rank() == 0) {
+        int rc = out_prepare(o, out_dir, inputs, n_inputs, force, resume);
+        o->writer = 1;
+        if (rc) return rc;
+    } else
+        memset(o, 0, sizeof *o);
+    if (cast_dist_size() == 1) return 0;
+    uint64_t len = o->dir ? strlen(o->dir) : 0;
+    cast_dist_bcast(&len, sizeof len, 0);
+    if (!o->writer) {
+        o->shared_dir = cast_xcalloc(len + 1, 1);
+        o->dir = o->shared_dir;
+        o->final = out_dir;
+    }
+    cast_dist_bcast((void *)o->dir, len, 0);
+    return 0;
+}
+
+static int out_prepare(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume) {
     memset(o, 0, sizeof *o);
     cast_err err = {{0}};
     if (out_overlaps(out_dir, inputs, n_inputs)) return 1;
@@ -183,6 +207,11 @@ int cli_out_begin(cli_out *o, const char *out_dir, const char *const *inputs, in
 }
 
 int cli_out_commit(cli_out *o) {
+    if (!o->writer) {
+        free(o->shared_dir);
+        memset(o, 0, sizeof *o);
+        return 0;
+    }
     cast_err err = {{0}};
     int rc = o->stage && cast_stage_commit(o->final, o->stage, &err) ? cli_fail(&err) : 0;
     if (rc) cast_remove_tree(o->stage, &err);
@@ -192,6 +221,11 @@ int cli_out_commit(cli_out *o) {
 }
 
 void cli_out_abort(cli_out *o) {
+    if (!o->writer) {
+        free(o->shared_dir);
+        memset(o, 0, sizeof *o);
+        return;
+    }
     cast_err err = {{0}};
     if (o->stage) cast_remove_tree(o->stage, &err);
     if (o->created) rmdir(o->final); /* only when still empty */

@@ -1,8 +1,10 @@
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cast.h"
 #include "cli.h"
+#include "dist/dist.h"
 
 typedef struct {
     const char *name;
@@ -35,7 +37,7 @@ static void usage(FILE *fp) {
     fprintf(fp, "\n'cast COMMAND --help' describes each command.\n");
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 1;
@@ -52,4 +54,25 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "cast: unknown command \"%s\" (see cast --help)\n", argv[1]);
     return 1;
+}
+
+/* Under mpirun every rank runs the same command on its shard of the work;
+ * rank 0 alone prints and writes. A rank that fails has said why (cli_fail)
+ * and ends the whole job, so that no rank waits forever in a collective. */
+int main(int argc, char **argv) {
+    if (cast_dist_init(&argc, &argv)) {
+        fprintf(stderr, "cast: MPI failed to start\n");
+        return 1;
+    }
+    if (cast_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    int rc = dispatch(argc, argv);
+    fflush(stdout);
+    if (rc != 0 && cast_dist_size() > 1) {
+        /* let mpirun forward the error line before the job is torn down */
+        fflush(stderr);
+        nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+        cast_dist_abort(rc);
+    }
+    cast_dist_finalize();
+    return rc;
 }

@@ -1,6 +1,7 @@
 #include "base/timer.h"
 
 #include <omp.h>
+#include <sys/resource.h>
 #include <time.h>
 
 double cast_now_s(void) {
@@ -18,3 +19,9 @@ void cast_set_threads(int n) {
 }
 
 int cast_get_threads(void) { return omp_get_max_threads(); }
+
+double cast_peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}

@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "base/rng.h"
 #include "cast/select.h"
+#include "dist/dist.h"
 #include "model/forward.h"
 #include "train/trainer.h"
 
@@ -162,14 +163,19 @@ static int set_gradient(const cast_model *m, cast_acts *a, const cast_seqs *set,
     if (scored == 0) return cast_fail(err, "%s: no scored tokens (every label is -100)", path);
     if (gate_abs) micro = 1;
     double sum = 0;
-    for (int i = 0; i < set->n; i += micro) {
+    /* data parallel: micro-batch k on rank k mod size, partial sums added after */
+    for (int i = 0, k = 0; i < set->n; i += micro, k++) {
+        if (!cast_dist_mine(k)) continue;
         cast_seqs part = cast_seqs_slice(set, i, set->n - i < micro ? set->n - i : micro);
         cast_loss l;
         if (cast_model_forward_backward(m, a, &part, gr, (double)scored, &l, err)) return cast_fail_prefix(err, path);
         sum += l.sum;
         if (gate_abs) add_gate_abs(gr->gates, m->cfg.layers * m->cfg.heads, per_unit, gate_abs);
-        tick(pg, part.n, stage);
+        tick(pg, (int64_t)part.n * cast_dist_size(), stage);
     }
+    cast_grads_sum_ranks(gr);
+    cast_dist_sum_f64(&sum, 1);
+    if (gate_abs) cast_dist_sum_f64(gate_abs, m->cfg.layers * m->cfg.heads / per_unit);
     if (!isfinite(sum)) return cast_fail(err, "%s: the loss is not finite", path);
     st->path = cast_xstrdup(path);
     st->examples = set->n;
@@ -181,13 +187,16 @@ static int set_gradient(const cast_model *m, cast_acts *a, const cast_seqs *set,
 static int mean_loss(const cast_model *m, cast_acts *a, const cast_seqs *set, int micro, double *out, cast_err *err) {
     double sum = 0;
     int64_t count = 0;
-    for (int i = 0; i < set->n; i += micro) {
+    for (int i = 0, k = 0; i < set->n; i += micro, k++) {
+        if (!cast_dist_mine(k)) continue;
         cast_seqs part = cast_seqs_slice(set, i, set->n - i < micro ? set->n - i : micro);
         cast_loss l;
         if (cast_model_forward(m, a, &part, NULL, &l, NULL, NULL, err)) return -1;
         sum += l.sum;
         count += l.count;
     }
+    cast_dist_sum_f64(&sum, 1);
+    cast_dist_sum_i64(&count, 1);
     *out = sum / (double)count;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/file.h"
+#include "dist/dist.h"
 #include "eval/generate.h"
 #include "model/forward.h"
 
@@ -395,8 +396,10 @@ void cast_eval_set_free(cast_eval_set *s) {
 
 /* ------------------------------------------------------------ running a set */
 
+/* Work is sharded across ranks: a rank's share times their number stands
+ * for the job's progress. */
 static void report(const cast_eval_opts *o, int64_t units) {
-    if (o->progress && units > 0) o->progress(o->ctx, units);
+    if (o->progress && units > 0) o->progress(o->ctx, units * cast_dist_size());
 }
 
 /* Progress per generated token; a prompt that stops early credits the rest. */
@@ -422,6 +425,9 @@ static const char *last_user(const cast_example *e) {
     return "";
 }
 
+/* Generation is sharded by batch (batch j on rank j mod size); the replies'
+ * token ids are then summed across ranks (each slot is written by one rank,
+ * zero elsewhere), so every rank decodes and judges every reply. */
 static int run_generation(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
                           cast_err *err) {
     free_items(s);
@@ -440,8 +446,11 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
     g.on_token = on_token;
     g.ctx = &w;
     int numeric = 0, rc = 0;
-    s->count = 0;
-    for (int i = 0; i < s->seqs.n && !rc; i += o->batch) {
+    /* per prompt: [reply length, stopped at max_position_embeddings, ids...] */
+    int64_t slot = (int64_t)s->max_new + 2;
+    int *replies = cast_xcalloc((size_t)((s->seqs.n ? s->seqs.n : 1) * slot), sizeof(int));
+    for (int i = 0, j = 0; i < s->seqs.n; i += o->batch, j++) {
+        if (!cast_dist_mine(j)) continue;
         cast_seqs part = cast_seqs_slice(&s->seqs, i, s->seqs.n - i < o->batch ? s->seqs.n - i : o->batch), out;
         memset(count, 0, sizeof(int) * (size_t)o->batch);
         if (cast_generate(m, &part, &g, &out, err)) {
@@ -449,35 +458,50 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
             rc = -1;
             break;
         }
-        for (int b = 0; b < part.n && !rc; b++) {
-            const cast_example *e = &s->ds.ex[s->seq_example[i + b]];
-            cast_eval_item *it = &s->items[i + b];
-            it->line = e->line;
-            it->prompt = cast_xstrdup(e->prompt ? e->prompt : last_user(e));
-            it->n_tokens = cast_seqs_len(&out, b);
-            it->hit_max_pos = hit[b];
-            s->hit_max_pos += hit[b];
-            if (hit[b]) report(o, s->max_new - it->n_tokens); /* the rest of its progress units */
-            if (cast_tokenizer_decode(tok, out.ids + out.off[b], it->n_tokens, 1, &it->reply, err)) {
-                rc = prefix_line(err, s, s->seq_example[i + b]);
-                break;
-            }
-            if (s->metric == CAST_METRIC_REFUSAL) {
-                const char *why;
-                it->verdict = cast_judge_refused(o->judge, it->reply, &why);
-                it->why = why ? cast_xstrdup(why) : NULL;
-            } else {
-                it->answer = cast_xstrdup(e->answer);
-                numeric = cast_answer_is_number(e->answer);
-                it->extracted = cast_extract_answer(it->reply, numeric);
-                it->verdict = cast_answer_match(it->extracted, it->answer);
-            }
-            s->count += it->verdict;
+        for (int b = 0; b < part.n; b++) {
+            int *r = replies + (int64_t)(i + b) * slot, len = cast_seqs_len(&out, b);
+            if (len > s->max_new) len = s->max_new;
+            r[0] = len;
+            r[1] = hit[b];
+            memcpy(r + 2, out.ids + out.off[b], sizeof(int) * (size_t)len);
+            if (hit[b]) report(o, s->max_new - len); /* the rest of its progress units */
         }
         cast_seqs_free(&out);
     }
     free(hit);
     free(count);
+    if (rc) {
+        free(replies);
+        return -1;
+    }
+    cast_dist_sum_int(replies, (int64_t)s->seqs.n * slot);
+    s->count = 0;
+    for (int i = 0; i < s->seqs.n && !rc; i++) {
+        const int *r = replies + (int64_t)i * slot;
+        const cast_example *e = &s->ds.ex[s->seq_example[i]];
+        cast_eval_item *it = &s->items[i];
+        it->line = e->line;
+        it->prompt = cast_xstrdup(e->prompt ? e->prompt : last_user(e));
+        it->n_tokens = r[0];
+        it->hit_max_pos = r[1];
+        s->hit_max_pos += r[1];
+        if (cast_tokenizer_decode(tok, r + 2, it->n_tokens, 1, &it->reply, err)) {
+            rc = prefix_line(err, s, s->seq_example[i]);
+            break;
+        }
+        if (s->metric == CAST_METRIC_REFUSAL) {
+            const char *why;
+            it->verdict = cast_judge_refused(o->judge, it->reply, &why);
+            it->why = why ? cast_xstrdup(why) : NULL;
+        } else {
+            it->answer = cast_xstrdup(e->answer);
+            numeric = cast_answer_is_number(e->answer);
+            it->extracted = cast_extract_answer(it->reply, numeric);
+            it->verdict = cast_answer_match(it->extracted, it->answer);
+        }
+        s->count += it->verdict;
+    }
+    free(replies);
     if (rc) return -1;
     double rate = s->n ? (double)s->count / s->n : 0;
     if (s->metric == CAST_METRIC_REFUSAL) {
@@ -492,9 +516,11 @@ static int run_generation(cast_eval_set *s, const cast_model *m, const cast_toke
 static int run_forward(cast_eval_set *s, const cast_model *m, const cast_eval_opts *o, double *seq_loss, cast_err *err) {
     cast_acts *acts = cast_acts_new();
     double sum = 0;
-    int64_t count = 0, *seq_count = seq_loss ? cast_xmalloc(sizeof(int64_t) * (size_t)(s->seqs.n ? s->seqs.n : 1)) : NULL;
+    int64_t count = 0, *seq_count = seq_loss ? cast_xcalloc((size_t)(s->seqs.n ? s->seqs.n : 1), sizeof(int64_t)) : NULL;
     int rc = 0;
-    for (int i = 0; i < s->seqs.n && !rc; i += o->batch) {
+    /* sharded by batch (batch j on rank j mod size); seq_loss arrives zeroed */
+    for (int i = 0, j = 0; i < s->seqs.n && !rc; i += o->batch, j++) {
+        if (!cast_dist_mine(j)) continue;
         cast_seqs part = cast_seqs_slice(&s->seqs, i, s->seqs.n - i < o->batch ? s->seqs.n - i : o->batch);
         cast_loss l;
         rc = cast_model_forward(m, acts, &part, NULL, &l, seq_loss ? seq_loss + i : NULL, seq_count ? seq_count + i : NULL, err);
@@ -509,6 +535,9 @@ static int run_forward(cast_eval_set *s, const cast_model *m, const cast_eval_op
     free(seq_count);
     cast_acts_free(acts);
     if (rc) return -1;
+    cast_dist_sum_f64(&sum, 1);
+    cast_dist_sum_i64(&count, 1);
+    if (seq_loss) cast_dist_sum_f64(seq_loss, s->seqs.n);
     if (count == 0) return cast_fail(err, "%s: no scored tokens", s->path);
     s->tokens = count;
     s->loss = sum / (double)count;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "dist/dist.h"
 #include "tensor/ops.h"
 
 /* ---- gradients ------------------------------------------------------------ */
@@ -54,6 +55,10 @@ void cast_grads_init(cast_grads *gr, const cast_model *m, const int *keep, int w
 
 void cast_grads_zero(cast_grads *gr) {
     if (gr->buffer) memset(gr->buffer, 0, sizeof(float) * (size_t)gr->numel);
+}
+
+void cast_grads_sum_ranks(cast_grads *gr) {
+    if (gr->buffer) cast_dist_sum_f32(gr->buffer, gr->numel);
 }
 
 void cast_grads_free(cast_grads *gr) {

@@ -20,6 +20,9 @@ typedef struct cast_grads {
 /* keep[i] != 0 keeps a gradient for tensor i; keep == NULL keeps all. */
 void cast_grads_init(cast_grads *gr, const cast_model *m, const int *keep, int want_gate_grads);
 void cast_grads_zero(cast_grads *gr);
+/* Data parallelism: each rank's partial gradients (and gate gradients)
+ * summed over all ranks, in place (dist/dist.h; nothing alone). */
+void cast_grads_sum_ranks(cast_grads *gr);
 void cast_grads_free(cast_grads *gr);
 
 /* Activations and scratch, sized on demand; reuse one across calls. */

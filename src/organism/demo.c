@@ -10,6 +10,7 @@
 #include "base/timer.h"
 #include "cast/diagnose.h"
 #include "cast/select.h"
+#include "dist/dist.h"
 #include "eval/judge.h"
 #include "eval/metrics.h"
 #include "base/stats.h"
@@ -796,7 +797,11 @@ int cast_demo_run(const cast_demo_opts *o, cast_err *err) {
     stage(&d, "world");
     if (cast_mkdirs(o->out, err) || cast_world_build(&w, o->world_seed, o->world_scale, err)) goto done;
     have_world = 1;
-    if (cast_world_write(&w, data, err)) goto done;
+    /* under MPI rank 0 writes every file (on a folder all ranks share) and
+     * the others read the world's data once it is there */
+    int writer = cast_dist_rank() == 0;
+    if (writer && cast_world_write(&w, data, err)) goto done;
+    cast_dist_barrier();
     stage(&d, "base model");
     if (cast_model_load(&d.m, o->base, err) || cast_tokenizer_load(&d.tok, o->base, err) ||
         cast_chat_template_open(&d.tpl, d.tok, NULL, o->base, err))
@@ -834,7 +839,7 @@ int cast_demo_run(const cast_demo_opts *o, cast_err *err) {
         }
         if (bad) goto done;
     }
-    if (cast_conflict_map_write(&maps[0], o->out, err)) goto done;
+    if (writer && cast_conflict_map_write(&maps[0], o->out, err)) goto done;
 
     for (int seed = 1; seed <= o->seeds; seed++) {
         strategy full = {"full", CAST_STRATEGY_FULL, NULL, NULL}, pcgrad = {"pcgrad", CAST_STRATEGY_PCGRAD, NULL, NULL};
@@ -874,7 +879,7 @@ int cast_demo_run(const cast_demo_opts *o, cast_err *err) {
         }
     }
     stage(&d, "report");
-    if (write_outputs(&d, &base, &maps[0], &oracle, cast_now_s() - t0, err)) goto done;
+    if (writer && write_outputs(&d, &base, &maps[0], &oracle, cast_now_s() - t0, err)) goto done;
     rc = 0;
 done:
     for (int i = 0; i < d.total_runs; i++) free(d.runs[i].skipped);

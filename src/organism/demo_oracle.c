@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/file.h"
+#include "dist/dist.h"
 #include "eval/judge.h"
 #include "eval/metrics.h"
 #include "organism/world.h"
@@ -45,7 +46,7 @@ int demo_oracle_run(demo_oracle *o, cast_model *tuned, const char *base_dir, con
     ao.candidates = 6;
     if (cast_attribute(tuned, &base, tok, tpl, &sets[0], NULL, &sets[1], CAST_N_SKILLS, &eo, &ao, &o->a, err)) goto done;
     o->have = 1;
-    if (cast_attribution_compare_map(&o->a, map, "conflict_map.json", err) || cast_attribution_write(&o->a, out, err)) goto done;
+    if (cast_attribution_compare_map(&o->a, map, "conflict_map.json", err) || (cast_dist_rank() == 0 && cast_attribution_write(&o->a, out, err))) goto done;
     o->spearman_em = o->a.map_rho_exact[3];
     o->spearman_nll = o->a.map_rho_nll[3];
     cast_buf_puts(&o->summary, "| k | heads (layer.head) | utility recovered (points) | refusal after reset |\n|---|---|---|---|\n");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "dist/dist.h"
 #include "tensor/ops.h"
 
 static int64_t rows_of(const cast_tensor *t) { return t->shape[0]; }
@@ -70,26 +71,40 @@ void cast_mask_apply(const cast_mask *k, const cast_model *m, cast_grads *g) {
     }
 }
 
-void cast_adamw_init(cast_adamw *o, const cast_model *m, const cast_mask *k) {
+void cast_adamw_init_shard(cast_adamw *o, const cast_model *m, const cast_mask *k, int rank, int shards) {
     memset(o, 0, sizeof *o);
     o->n = m->n_tensors;
     o->m = cast_xcalloc((size_t)o->n, sizeof(float *));
     o->v = cast_xcalloc((size_t)o->n, sizeof(float *));
+    o->first = cast_xcalloc((size_t)o->n, sizeof(int64_t));
+    o->count = cast_xcalloc((size_t)o->n, sizeof(int64_t));
     for (int i = 0; i < o->n; i++)
         if (k->trainable[i]) o->numel += m->tensors[i].numel;
-    o->buffer = cast_alloc_floats((size_t)(2 * o->numel));
-    float *p = o->buffer;
-    for (int i = 0; i < o->n; i++)
-        if (k->trainable[i]) {
-            o->m[i] = p;
-            o->v[i] = p + m->tensors[i].numel;
-            p += 2 * m->tensors[i].numel;
+    o->shards = shards;
+    cast_dist_range(o->numel, rank, shards, &o->lo, &o->hi);
+    int64_t held = o->hi - o->lo;
+    o->buffer = cast_alloc_floats((size_t)(2 * held > 0 ? 2 * held : 1));
+    int64_t off = 0; /* flat index of tensor i's first element */
+    for (int i = 0; i < o->n; i++) {
+        if (!k->trainable[i]) continue;
+        int64_t n = m->tensors[i].numel, a = off > o->lo ? off : o->lo, b = off + n < o->hi ? off + n : o->hi;
+        if (a < b) {
+            o->first[i] = a - off;
+            o->count[i] = b - a;
+            o->m[i] = o->buffer + (a - o->lo);
+            o->v[i] = o->buffer + held + (a - o->lo);
         }
+        off += n;
+    }
 }
+
+void cast_adamw_init(cast_adamw *o, const cast_model *m, const cast_mask *k) { cast_adamw_init_shard(o, m, k, 0, 1); }
 
 void cast_adamw_free(cast_adamw *o) {
     free(o->m);
     free(o->v);
+    free(o->first);
+    free(o->count);
     free(o->buffer);
     memset(o, 0, sizeof *o);
 }
@@ -101,23 +116,41 @@ void cast_adamw_step(cast_adamw *o, cast_model *m, const cast_mask *k, const cas
     float fb1 = (float)b1, fb2 = (float)b2, step_size = (float)(lr / c1), inv_c2 = (float)(1.0 / c2), eps = (float)opts->eps,
           decay = (float)(lr * opts->weight_decay);
     for (int i = 0; i < o->n; i++) {
-        if (!k->trainable[i] || !g->g[i]) continue;
+        if (!k->trainable[i] || !g->g[i] || !o->m[i]) continue;
         cast_tensor *t = &m->tensors[i];
-        int64_t C = cols_of(t), R = rows_of(t);
-        float *w = t->data, *gm = o->m[i], *gv = o->v[i];
-        const float *gr = g->g[i];
+        int64_t C = cols_of(t), j0 = o->first[i], n = o->count[i];
+        float *w = t->data + j0, *gm = o->m[i], *gv = o->v[i];
+        const float *gr = g->g[i] + j0;
         int masked = k->frozen_rows[i] || k->frozen_cols[i];
-#pragma omp parallel for schedule(static) if (CAST_PARALLEL(R * C))
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t c = 0; c < C; c++) {
-                if (masked && frozen(k, i, r, c)) continue;
-                int64_t j = r * C + c;
-                gm[j] = fb1 * gm[j] + (1.0f - fb1) * gr[j];
-                gv[j] = fb2 * gv[j] + (1.0f - fb2) * gr[j] * gr[j];
-                float denom = sqrtf(gv[j] * inv_c2) + eps;
-                w[j] -= step_size * gm[j] / denom + decay * w[j];
-            }
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(n))
+        for (int64_t j = 0; j < n; j++) {
+            if (masked && frozen(k, i, (j0 + j) / C, (j0 + j) % C)) continue;
+            gm[j] = fb1 * gm[j] + (1.0f - fb1) * gr[j];
+            gv[j] = fb2 * gv[j] + (1.0f - fb2) * gr[j] * gr[j];
+            float denom = sqrtf(gv[j] * inv_c2) + eps;
+            w[j] -= step_size * gm[j] / denom + decay * w[j];
+        }
     }
+}
+
+void cast_adamw_gather(const cast_adamw *o, cast_model *m, const cast_mask *k) {
+    if (o->shards <= 1) return;
+    int64_t *counts = cast_xmalloc(sizeof(int64_t) * 2 * (size_t)o->shards), *displs = counts + o->shards;
+    int64_t off = 0;
+    for (int i = 0; i < o->n; i++) {
+        if (!k->trainable[i]) continue;
+        int64_t n = m->tensors[i].numel;
+        for (int r = 0; r < o->shards; r++) {
+            int64_t lo, hi;
+            cast_dist_range(o->numel, r, o->shards, &lo, &hi);
+            int64_t a = off > lo ? off : lo, b = off + n < hi ? off + n : hi;
+            counts[r] = a < b ? b - a : 0;
+            displs[r] = a < b ? a - off : 0;
+        }
+        cast_dist_gather_f32(m->tensors[i].data, counts, displs);
+        off += n;
+    }
+    free(counts);
 }
 
 /* Visits the trainable tensors (a tied lm_head is the embedding tensor itself). */

@@ -33,19 +33,32 @@ typedef struct cast_adamw_opts {
     double lr, beta1, beta2, eps, weight_decay;
 } cast_adamw_opts;
 
+/* The moments cover the range [lo, hi) of the trainable elements, numbered
+ * tensor by tensor (all of them, frozen ones included): all of it, or one
+ * rank's share when the optimizer state is sharded across ranks (ZeRO stage
+ * 1). Tensor i's elements [first[i], first[i] + count[i]) are in the range;
+ * its moments are m[i][0, count[i]) and v[i][0, count[i]). */
 typedef struct cast_adamw {
     int n;
-    float **m, **v; /* per tensor, NULL when not trainable */
-    float *buffer;
-    int64_t numel;
-    int64_t step;   /* updates done */
+    float **m, **v;   /* per tensor, NULL when none of it is in the range */
+    int64_t *first, *count;
+    float *buffer;    /* m of the whole range, then v of the whole range */
+    int64_t numel;    /* trainable elements in all */
+    int64_t lo, hi;   /* the range held here */
+    int shards;       /* 1, or the ranks the state is split across */
+    int64_t step;     /* updates done */
 } cast_adamw;
 
 void cast_adamw_init(cast_adamw *o, const cast_model *m, const cast_mask *k);
+/* This rank's share of the state of `shards` ranks (cast_dist_range). */
+void cast_adamw_init_shard(cast_adamw *o, const cast_model *m, const cast_mask *k, int rank, int shards);
 void cast_adamw_free(cast_adamw *o);
 /* One update with learning rate lr: θ ← θ − lr·(m̂/(√v̂+ε) + wd·θ) on every
- * trainable, unfrozen element. */
+ * trainable, unfrozen element in the range. */
 void cast_adamw_step(cast_adamw *o, cast_model *m, const cast_mask *k, const cast_grads *g, const cast_adamw_opts *opts, double lr);
+/* Sharded state: every rank's updated range, gathered into every rank's
+ * weights (nothing when unsharded). */
+void cast_adamw_gather(const cast_adamw *o, cast_model *m, const cast_mask *k);
 
 /* ‖g‖ over trainable elements, and scaling. */
 double cast_grads_norm(const cast_grads *g, const cast_model *m, const cast_mask *k);

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "base/rng.h"
 #include "base/timer.h"
+#include "dist/dist.h"
 #include "model/forward.h"
 #include "model/safetensors.h"
 
@@ -90,12 +91,17 @@ static int batch_gradient(const cast_model *m, cast_acts *a, const cast_seqs *ba
     *loss = 0.0;
     if (scored == 0) return 0;
     double sum = 0;
-    for (int i = 0; i < batch->n; i += micro) {
+    /* data parallel: micro-batch k on rank k mod size; the scale (the batch's
+     * scored tokens) is global, so the summed partials are the batch's gradient */
+    for (int i = 0, k = 0; i < batch->n; i += micro, k++) {
+        if (!cast_dist_mine(k)) continue;
         cast_seqs part = cast_seqs_slice(batch, i, batch->n - i < micro ? batch->n - i : micro);
         cast_loss l;
         if (cast_model_forward_backward(m, a, &part, g, (double)scored, &l, err)) return -1;
         sum += l.sum;
     }
+    cast_grads_sum_ranks(g);
+    cast_dist_sum_f64(&sum, 1);
     *loss = sum / (double)scored;
     return 0;
 }
@@ -103,17 +109,26 @@ static int batch_gradient(const cast_model *m, cast_acts *a, const cast_seqs *ba
 /* ---- checkpoints: trainable tensors, AdamW moments, the step -------------- */
 
 void cast_checkpoint_remove(const char *dir) {
-    static const char *const files[] = {"state.safetensors", "state.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char *p = cast_path_join(dir, files[i]);
-        unlink(p);
-        free(p);
-    }
-    rmdir(dir);
+    cast_err err;
+    if (cast_dir_exists(dir)) cast_remove_tree(dir, &err);
 }
 
+/* adam.RANK.safetensors: one rank's moments when the state is sharded */
+static char *shard_path(const char *dir, int rank) {
+    char name[48];
+    snprintf(name, sizeof name, "adam.%d.safetensors", rank);
+    return cast_path_join(dir, name);
+}
+
+/* The checkpoint folder: state.safetensors (the trainable tensors, and their
+ * AdamW moments when unsharded), state.json (steps, shards), and with a
+ * sharded optimizer one adam.RANK.safetensors per rank (the moments of its
+ * range, flat). Written as DIR.tmp and swapped in; rank 0 writes all but the
+ * shards, and the ranks meet before and after the shards are written. */
 static int write_checkpoint(const char *dir, const cast_model *m, const cast_mask *k, const cast_adamw *opt, int64_t step,
                             cast_err *err) {
+    int rank = cast_dist_rank(), sharded = opt->shards > 1;
+    if (!sharded && rank > 0) return 0; /* every rank holds the same state: rank 0 writes it */
     char *tmp = cast_xmalloc(strlen(dir) + 16), *old = cast_xmalloc(strlen(dir) + 16);
     sprintf(tmp, "%s.tmp", dir);
     sprintf(old, "%s.old", dir);
@@ -121,25 +136,44 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
     int n = 0;
     cast_st_entry *e = cast_xcalloc((size_t)(3 * m->n_tensors), sizeof *e);
     char **names = cast_xcalloc((size_t)(3 * m->n_tensors), sizeof(char *));
+    if (rank == 0) {
+        cast_checkpoint_remove(tmp); /* a killed run's leftovers */
+        if (cast_mkdirs(tmp, err)) goto done;
+    }
+    if (sharded) {
+        cast_dist_barrier();
+        int64_t held = opt->hi - opt->lo;
+        cast_st_entry moments[2] = {{"adam_m", 1, {held, 0}, opt->buffer}, {"adam_v", 1, {held, 0}, opt->buffer + held}};
+        char *sp = shard_path(tmp, rank);
+        int bad = held > 0 && cast_st_write(sp, moments, 2, CAST_F32, err);
+        free(sp);
+        if (bad) goto done;
+        cast_dist_barrier();
+        if (rank > 0) {
+            cast_dist_barrier(); /* rank 0 swaps the folder in */
+            rc = 0;
+            goto done;
+        }
+    }
     for (int i = 0; i < m->n_tensors; i++) {
         if (!k->trainable[i]) continue;
         const cast_tensor *t = &m->tensors[i];
         const float *src[3] = {t->data, opt->m[i], opt->v[i]};
         const char *prefix[3] = {"param.", "adam_m.", "adam_v."};
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < (sharded ? 1 : 3); s++) {
             names[n] = cast_xmalloc(strlen(t->name) + 16);
             sprintf(names[n], "%s%s", prefix[s], t->name);
             e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, src[s]};
             n++;
         }
     }
-    if (cast_mkdirs(tmp, err)) goto done;
     char *st = cast_path_join(tmp, "state.safetensors");
     int bad = cast_st_write(st, e, n, CAST_F32, err);
     free(st);
     if (bad) goto done;
     cast_buf js = {0};
-    cast_buf_printf(&js, "{\"step\": %lld, \"adam_step\": %lld}\n", (long long)step, (long long)opt->step);
+    cast_buf_printf(&js, "{\"step\": %lld, \"adam_step\": %lld, \"shards\": %d, \"numel\": %lld}\n", (long long)step,
+                    (long long)opt->step, opt->shards, (long long)opt->numel);
     char *sj = cast_path_join(tmp, "state.json");
     bad = cast_write_file_atomic(sj, js.data, js.len, err);
     free(sj);
@@ -156,6 +190,7 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
         goto done;
     }
     cast_checkpoint_remove(old);
+    if (sharded) cast_dist_barrier();
     rc = 0;
 done:
     for (int i = 0; i < n; i++) free(names[i]);
@@ -188,14 +223,28 @@ int64_t cast_checkpoint_step(const char *dir) {
     return step;
 }
 
+/* Reads a checkpoint into m and opt. An unsharded checkpoint fills any
+ * range (a sharded run may resume it); a sharded one needs the same ranks. */
 static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, cast_adamw *opt, int64_t *step, cast_err *err) {
-    char *sj = cast_path_join(dir, "state.json"), *ss = cast_path_join(dir, "state.safetensors");
+    char *sj = cast_path_join(dir, "state.json"), *ss = cast_path_join(dir, "state.safetensors"), *sp = NULL;
     int rc = -1;
-    cast_st_file f = {0};
-    int opened = 0;
+    cast_st_file f = {0}, fs = {0};
+    int opened = 0, opened_shard = 0;
     cast_json *j = cast_json_parse_file(sj, err);
-    int64_t adam_step;
-    if (!j || cast_json_req_int(j, "step", step, sj, err) || cast_json_req_int(j, "adam_step", &adam_step, sj, err)) goto done;
+    int64_t adam_step, shards = 1, numel = opt->numel;
+    if (!j || cast_json_req_int(j, "step", step, sj, err) || cast_json_req_int(j, "adam_step", &adam_step, sj, err) ||
+        cast_json_opt_int(j, "shards", 1, &shards, sj, err) || cast_json_opt_int(j, "numel", opt->numel, &numel, sj, err))
+        goto done;
+    if (numel != opt->numel) {
+        cast_fail(err, "%s: %lld trainable elements, this run has %lld (a checkpoint of another run?)", sj, (long long)numel,
+                  (long long)opt->numel);
+        goto done;
+    }
+    if (shards > 1 && shards != opt->shards) {
+        cast_fail(err, "%s: the optimizer state is split across %lld ranks; resume with mpirun -np %lld and --shard-optimizer", sj,
+                  (long long)shards, (long long)shards);
+        goto done;
+    }
     if (cast_st_open(&f, ss, err)) goto done;
     opened = 1;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -203,7 +252,7 @@ static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, c
         cast_tensor *t = &m->tensors[i];
         float *dst[3] = {t->data, opt->m[i], opt->v[i]};
         const char *prefix[3] = {"param.", "adam_m.", "adam_v."};
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < (shards > 1 ? 1 : 3); s++) {
             char name[128];
             snprintf(name, sizeof name, "%s%s", prefix[s], t->name);
             const cast_st_tensor *x = cast_st_find(&f, name);
@@ -211,16 +260,34 @@ static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, c
                 cast_fail(err, "%s: no %s of the right shape (a checkpoint of another run?)", ss, name);
                 goto done;
             }
-            memcpy(dst[s], f.data + x->begin, sizeof(float) * (size_t)t->numel);
+            const float *from = (const float *)(f.data + x->begin);
+            if (s == 0) memcpy(dst[0], from, sizeof(float) * (size_t)t->numel);
+            else if (dst[s]) memcpy(dst[s], from + opt->first[i], sizeof(float) * (size_t)opt->count[i]);
+        }
+    }
+    int64_t held = opt->hi - opt->lo;
+    if (shards > 1 && held > 0) {
+        sp = shard_path(dir, cast_dist_rank());
+        if (cast_st_open(&fs, sp, err)) goto done;
+        opened_shard = 1;
+        for (int s = 0; s < 2; s++) {
+            const cast_st_tensor *x = cast_st_find(&fs, s ? "adam_v" : "adam_m");
+            if (!x || x->dtype != CAST_F32 || x->numel != held) {
+                cast_fail(err, "%s: no %s of %lld elements (a checkpoint of another run?)", sp, s ? "adam_v" : "adam_m", (long long)held);
+                goto done;
+            }
+            memcpy(opt->buffer + s * held, fs.data + x->begin, sizeof(float) * (size_t)held);
         }
     }
     opt->step = adam_step;
     rc = 0;
 done:
     if (opened) cast_st_close(&f);
+    if (opened_shard) cast_st_close(&fs);
     cast_json_free(j);
     free(sj);
     free(ss);
+    free(sp);
     return rc;
 }
 
@@ -234,7 +301,8 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
     if (o->pcgrad && !use_utility) return cast_fail(err, "PCGrad needs a utility set");
     int64_t total = cast_train_total_steps(o, train->n), start = 0;
     cast_adamw opt;
-    cast_adamw_init(&opt, m, k);
+    if (o->shard_optimizer) cast_adamw_init_shard(&opt, m, k, cast_dist_rank(), cast_dist_size());
+    else cast_adamw_init(&opt, m, k);
     cast_grads gs, gu = {0};
     cast_grads_init(&gs, m, k->trainable, 0);
     if (use_utility) cast_grads_init(&gu, m, k->trainable, 0);
@@ -299,6 +367,7 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
         if (o->clip > 0 && norm > o->clip) cast_grads_scale(&gs, o->clip / norm);
         double lr = cast_train_lr(o, step + 1, total);
         cast_adamw_step(&opt, m, k, &gs, &o->adam, lr);
+        cast_adamw_gather(&opt, m, k); /* sharded: every rank's updated range to every rank */
         tokens_done += ntok + ntok_u;
         /* the step's log line goes out before its checkpoint: a run killed in between
          * resumes from the previous checkpoint and writes the line again */
@@ -306,7 +375,7 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
         if (o->on_step) {
             double el = cast_now_s() - t0;
             cast_step_log log = {step + 1, total, (int)(step / ((train->n + o->batch - 1) / o->batch)), loss, loss_u, lr, norm, projected,
-                                 el > 0 ? tokens_done / el : 0, el};
+                                 el > 0 ? tokens_done / el : 0, el, (opt.hi - opt.lo) * 2 * (int64_t)sizeof(float)};
             stop = o->on_step(o->ctx, &log);
         }
         int periodic = o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total;

@@ -21,6 +21,7 @@ typedef struct cast_step_log {
     double lr, grad_norm;      /* norm before clipping */
     int projected;             /* PCGrad: the two gradients conflicted and were projected */
     double tokens_per_s, elapsed_s;
+    int64_t optimizer_bytes;   /* AdamW moments held by this process (its share when sharded) */
 } cast_step_log;
 
 typedef struct cast_train_opts {
@@ -38,6 +39,8 @@ typedef struct cast_train_opts {
     int save_every;      /* steps between checkpoints (0 = none) */
     const char *checkpoint_dir; /* where checkpoints go (NULL = none) */
     int resume;          /* continue from checkpoint_dir */
+    int shard_optimizer; /* under MPI: each rank keeps the AdamW moments of its share of the
+                            trainable elements only (ZeRO stage 1); results are the same */
     int final_checkpoint; /* also checkpoint after the last step, so a finished run can be
                              extended (resume with more steps); it stays in checkpoint_dir */
     /* after every step; return non-zero to stop early (no error) */
