@@ -91,6 +91,12 @@ assert s['shard_optimizer'] and not u['shard_optimizer']
 assert abs(s['optimizer_state_mb_per_rank'] - u['optimizer_state_mb_per_rank'] / 2) <= 0.1, (s, u)
 assert s['peak_rss_mb'] > 0"
 
+# --- organism train (pretraining): 4 steps of 2 x 4 sequences
+OT=(--data "$D" --steps 4 --batch 4 --grad-accum 2 --hidden 32 --layers 1 --heads 2 --kv-heads 1 --inter 64 --threads 1)
+"$CAST" organism train "${OT[@]}" --out o1 >/dev/null 2>&1
+"${MPI[@]}" "$CAST" organism train "${OT[@]}" --out o2 >/dev/null 2>&1
+check "organism train: -np 2 = one process within 1e-5" weights o1/model.safetensors o2/model.safetensors 1e-5
+
 # --- eval: the same JSON, generations included
 EV=(--harmful "$D/eval_harmful.jsonl" --benign "$D/eval_benign.jsonl" --utility "$D/eval_add.jsonl" "$D/diag_utility.jsonl"
     --first 20 --batch 4 --max-new 24 --save-generations --threads 1)
