@@ -11,6 +11,7 @@
 #include "text/chat.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
+#include "text/utf8.h"
 
 /* Prints the text the new token completes; holds back an incomplete UTF-8 tail. */
 int cli_stream_token(void *ctx, int prompt, int token) {
@@ -20,7 +21,7 @@ int cli_stream_token(void *ctx, int prompt, int token) {
     cast_err err;
     if (!st->tok || cast_tokenizer_decode(st->tok, st->ids, st->n, 1, &text, &err)) return 0;
     size_t len = strlen(text);
-    int incomplete = len >= 3 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3);
+    int incomplete = len >= 3 && !memcmp(text + len - 3, CAST_UTF8_REPLACEMENT, 3);
     if (!incomplete && len > st->printed) {
         fwrite(text + st->printed, 1, len - st->printed, stdout);
         fflush(stdout);

@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <utf8proc.h>
 
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "base/rng.h"
 #include "text/csv.h"
+#include "text/utf8.h"
 
 const char *cast_data_kind_name(cast_data_kind k) {
     switch (k) {
@@ -92,19 +92,9 @@ static cast_example *add_example(builder *b, int line) {
 
 /* Offset of the first byte that is not valid UTF-8 (or is NUL), or n. */
 static size_t utf8_bad(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 1 && c < 0x80) {
-            i++;
-            continue;
-        }
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-        if (c == 0 || k <= 0) return i;
-        i += (size_t)k;
-    }
-    return n;
+    size_t valid = cast_utf8_valid_prefix(s, n);
+    const char *nul = memchr(s, 0, valid);
+    return nul ? (size_t)(nul - s) : valid;
 }
 
 static int line_of(const char *text, size_t off) {

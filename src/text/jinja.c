@@ -14,6 +14,8 @@
 #include <time.h>
 #include <utf8proc.h>
 
+#include "text/utf8.h"
+
 /* ------------------------------------------------------------------ arena */
 
 typedef struct ablock {
@@ -238,34 +240,7 @@ static const char *type_name(jval v) {
     return names[v.k];
 }
 
-/* ------------------------------------------------------------------ UTF-8 */
-
-/* Decodes one code point at s[*i]; an invalid byte decodes as itself. */
-static int32_t u8_next(const char *s, size_t n, size_t *i) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &cp);
-    if (k <= 0) {
-        cp = (unsigned char)s[*i];
-        k = 1;
-    }
-    *i += (size_t)k;
-    return cp;
-}
-
-static size_t u8_len(const char *s, size_t n) {
-    size_t count = 0;
-    for (size_t i = 0; i < n;) {
-        u8_next(s, n, &i);
-        count++;
-    }
-    return count;
-}
-
-static void u8_put(cast_buf *b, int32_t cp) {
-    utf8proc_uint8_t tmp[4];
-    utf8proc_ssize_t k = utf8proc_encode_char(cp, tmp);
-    cast_buf_append(b, tmp, (size_t)k);
-}
+/* ------------------------------------------------------- string helpers */
 
 /* Python's str.isspace(). */
 static int py_space(int32_t c) {
@@ -275,12 +250,12 @@ static int py_space(int32_t c) {
 
 /* Byte offsets of every code point boundary: off[0..count], off[count] = n. */
 static size_t *u8_offsets(arena *a, const char *s, size_t n, size_t *count) {
-    size_t c = u8_len(s, n);
+    size_t c = cast_utf8_count(s, n);
     size_t *off = aalloc(a, sizeof(size_t) * (c + 1));
     size_t i = 0, k = 0;
     while (i < n) {
         off[k++] = i;
-        u8_next(s, n, &i);
+        cast_utf8_next(s, n, &i);
     }
     off[k] = n;
     *count = c;
@@ -391,14 +366,14 @@ static int lex_string(lexer *L, size_t *pos) {
                 cast_buf_free(&b);
                 return lex_fail(L, start, "bad code point in string literal");
             }
-            u8_put(&b, cp);
+            cast_utf8_append(&b, cp);
             break;
         }
         default:
             if (e >= '0' && e <= '7') {
                 int32_t cp = e - '0';
                 for (int d = 0; d < 2 && i < L->n && L->src[i] >= '0' && L->src[i] <= '7'; d++) cp = cp * 8 + (L->src[i++] - '0');
-                u8_put(&b, cp);
+                cast_utf8_append(&b, cp);
             } else {
                 /* Python keeps unknown escapes as written */
                 cast_buf_putc(&b, '\\');
@@ -1699,7 +1674,7 @@ static int want_int(rt *r, jval v, const char *what, int64_t *out) {
 
 static int in_set(int32_t c, const char *chars, size_t n) {
     for (size_t i = 0; i < n;)
-        if (u8_next(chars, n, &i) == c) return 1;
+        if (cast_utf8_next(chars, n, &i) == c) return 1;
     return 0;
 }
 
@@ -1712,17 +1687,16 @@ static jval str_strip(jval s, jval chars, int left, int right) {
     if (left) {
         while (start < end) {
             size_t i = start;
-            int32_t c = u8_next(p, n, &i);
+            int32_t c = cast_utf8_next(p, n, &i);
             if (cs ? !in_set(c, cs, cn) : !py_space(c)) break;
             start = i;
         }
     }
     if (right) {
         while (end > start) {
-            size_t j = end - 1;
-            while (j > start && ((unsigned char)p[j] & 0xC0) == 0x80) j--;
+            size_t j = cast_utf8_char_start(p, start, end - 1);
             size_t i = j;
-            int32_t c = u8_next(p, n, &i);
+            int32_t c = cast_utf8_next(p, n, &i);
             if (cs ? !in_set(c, cs, cn) : !py_space(c)) break;
             end = j;
         }
@@ -1750,7 +1724,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
             size_t j = i;
             while (j < n) {
                 size_t k = j;
-                if (!py_space(u8_next(p, n, &k))) break;
+                if (!py_space(cast_utf8_next(p, n, &k))) break;
                 j = k;
             }
             i = j;
@@ -1761,7 +1735,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
             }
             while (j < n) {
                 size_t k = j;
-                if (py_space(u8_next(p, n, &k))) break;
+                if (py_space(cast_utf8_next(p, n, &k))) break;
                 j = k;
             }
             list_push(&r->a, out.u.l, vstr(p + i, j - i));
@@ -1790,7 +1764,7 @@ static jval str_case(rt *r, jval s, int mode) {
     cast_buf b = {0};
     int prev_cased = 0, first = 1, prev_sep = 1;
     for (size_t i = 0; i < s.u.s.n;) {
-        int32_t c = u8_next(s.u.s.p, s.u.s.n, &i);
+        int32_t c = cast_utf8_next(s.u.s.p, s.u.s.n, &i);
         int32_t o;
         if (mode == 0) o = utf8proc_tolower(c);
         else if (mode == 1) o = utf8proc_toupper(c);
@@ -1803,7 +1777,7 @@ static jval str_case(rt *r, jval s, int mode) {
                     pr->category == UTF8PROC_CATEGORY_LT;
         prev_cased = cased;
         first = 0;
-        u8_put(&b, o);
+        cast_utf8_append(&b, o);
     }
     jval out = buf_to_str(r, &b);
     cast_buf_free(&b);
@@ -1825,7 +1799,7 @@ static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
             }
             if (k >= n) break;
             size_t k2 = k;
-            u8_next(p, n, &k2);
+            cast_utf8_next(p, n, &k2);
             cast_buf_append(&b, p + k, k2 - k);
             k = k2;
         }
@@ -1875,7 +1849,7 @@ static int iter_list(rt *r, jval v, jlist **out) {
         jval l = vlist(&r->a);
         for (size_t i = 0; i < v.u.s.n;) {
             size_t s = i;
-            u8_next(v.u.s.p, v.u.s.n, &i);
+            cast_utf8_next(v.u.s.p, v.u.s.n, &i);
             list_push(&r->a, l.u.l, vstr(v.u.s.p + s, i - s));
         }
         *out = l.u.l;
@@ -2239,7 +2213,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         return 0;
     }
     if (!strcmp(name, "length") || !strcmp(name, "count")) {
-        if (v.k == V_STR) *out = vint((int64_t)u8_len(v.u.s.p, v.u.s.n));
+        if (v.k == V_STR) *out = vint((int64_t)cast_utf8_count(v.u.s.p, v.u.s.n));
         else if (v.k == V_LIST) *out = vint(v.u.l->n);
         else if (v.k == V_DICT) *out = vint(v.u.d->n);
         else if (v.k == V_UNDEF) *out = vint(0);
@@ -2560,7 +2534,7 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
         if (want_str(r, a0, m)) return -1;
         if (m[0] == 'c') {
             int64_t c = 0;
-            if (a0.u.s.n == 0) c = (int64_t)u8_len(self.u.s.p, self.u.s.n) + 1;
+            if (a0.u.s.n == 0) c = (int64_t)cast_utf8_count(self.u.s.p, self.u.s.n) + 1;
             else
                 for (const char *p = self.u.s.p, *f; (f = memfind(p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
                      p = f + a0.u.s.n)
@@ -2573,7 +2547,7 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
                 best = f;
                 if (m[0] == 'f' || f >= self.u.s.p + self.u.s.n) break;
             }
-            *out = vint(best ? (int64_t)u8_len(self.u.s.p, (size_t)(best - self.u.s.p)) : -1);
+            *out = vint(best ? (int64_t)cast_utf8_count(self.u.s.p, (size_t)(best - self.u.s.p)) : -1);
         }
     } else if (!strcmp(m, "join")) {
         jlist *l;
@@ -2603,7 +2577,7 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
     } else if (!strncmp(m, "is", 2)) {
         int ok = self.u.s.n > 0;
         for (size_t i = 0; i < self.u.s.n && ok;) {
-            int32_t c = u8_next(self.u.s.p, self.u.s.n, &i);
+            int32_t c = cast_utf8_next(self.u.s.p, self.u.s.n, &i);
             const utf8proc_property_t *pr = utf8proc_get_property(c);
             if (!strcmp(m, "isdigit")) ok = pr->category == UTF8PROC_CATEGORY_ND;
             else if (!strcmp(m, "isalpha")) ok = pr->category >= UTF8PROC_CATEGORY_LU && pr->category <= UTF8PROC_CATEGORY_LO;

@@ -61,7 +61,7 @@ static void build_fast_tables(tok_bpe *m) {
     }
     m->cp_id = cast_xmalloc(sizeof(int) * TOK_CP_FAST);
     for (int cp = 0; cp < TOK_CP_FAST; cp++) {
-        int len = tok_u8enc(cp, s);
+        int len = cast_utf8_encode(cp, s);
         m->cp_id[cp] = tok_strmap_get(&m->vocab, s, (size_t)len);
     }
 }
@@ -231,7 +231,7 @@ static uint64_t heap_pop(tok_ctx *c, size_t *hn) {
 static int char_id(tok_ctx *c, const tok_bpe *m, const char *s, int clen, int first, int last) {
     if (!m->prefix && !m->suffix) {
         if (clen <= 2) {
-            int dummy, cp = tok_u8dec(s, &dummy);
+            int dummy, cp = cast_utf8_decode_valid(s, &dummy);
             if (cp < TOK_CP_FAST) return m->cp_id[cp];
         }
         return tok_strmap_get(&m->vocab, s, (size_t)clen);
@@ -254,7 +254,7 @@ void tok_bpe_word(tok_ctx *c, const tok_bpe *m, const char *s, size_t n) {
     }
     int ns = 0, unk_len = 0, unk_pending = 0;
     for (size_t i = 0; i < n;) {
-        int clen = tok_u8len((unsigned char)s[i]);
+        int clen = cast_utf8_seq_len((unsigned char)s[i]);
         int first = i == 0, last = i + (size_t)clen >= n;
         int id = char_id(c, m, s + i, clen, first, last);
         if (id >= 0) {

@@ -41,12 +41,10 @@ static tok_dec *dec_add(tok_dec **list, int *n) {
 /* One character given as a JSON string (Metaspace replacement, Strip content). */
 static int one_char(const char *s, char *out, int *out_len, int32_t *cp) {
     size_t n = s ? strlen(s) : 0;
-    int len;
-    if (!n || tok_u8valid(s, n) != n) return -1;
-    int32_t c = tok_u8dec(s, &len);
-    if ((size_t)len != n) return -1;
+    int32_t c = cast_utf8_one_char(s, n);
+    if (c < 0) return -1;
     if (out) memcpy(out, s, n);
-    if (out_len) *out_len = len;
+    if (out_len) *out_len = (int)n;
     if (cp) *cp = c;
     return 0;
 }
@@ -132,7 +130,7 @@ static void dec_bytelevel(const tok_bytemap *bm, const tok_strlist *in, tok_strl
         int ok = 1;
         while (k < n) {
             int len;
-            int32_t cp = tok_u8dec(s + k, &len);
+            int32_t cp = cast_utf8_decode_valid(s + k, &len);
             if (cp >= 324 || bm->cp_to_byte[cp] < 0) {
                 ok = 0;
                 break;
@@ -146,7 +144,7 @@ static void dec_bytelevel(const tok_bytemap *bm, const tok_strlist *in, tok_strl
         }
     }
     cast_buf lossy = {0};
-    tok_u8lossy(&lossy, tmp->data ? tmp->data : "", tmp->len);
+    cast_utf8_lossy(&lossy, tmp->data ? tmp->data : "", tmp->len);
     tok_strlist_add(out, lossy.data ? lossy.data : "", lossy.len);
     cast_buf_free(&lossy);
 }
@@ -174,9 +172,9 @@ static void dec_bytefallback(const tok_strlist *in, tok_strlist *out, cast_buf *
             continue;
         }
         if (tmp->len) {
-            if (tok_u8valid(tmp->data, tmp->len) == tmp->len) tok_strlist_add(out, tmp->data, tmp->len);
+            if (cast_utf8_valid_prefix(tmp->data, tmp->len) == tmp->len) tok_strlist_add(out, tmp->data, tmp->len);
             else
-                for (size_t k = 0; k < tmp->len; k++) tok_strlist_add(out, "\xEF\xBF\xBD", 3);
+                for (size_t k = 0; k < tmp->len; k++) tok_strlist_add(out, CAST_UTF8_REPLACEMENT, 3);
             tmp->len = 0;
         }
         if (i < in->n) tok_strlist_add(out, ITEM(in, i), ITEM_LEN(in, i));
@@ -202,7 +200,7 @@ static void dec_metaspace(const tok_dec *x, const tok_strlist *in, tok_strlist *
 
 static void dec_strip(const tok_dec *x, const tok_strlist *in, tok_strlist *out) {
     char enc[4];
-    size_t cl = (size_t)tok_u8enc(x->strip_char, enc);
+    size_t cl = (size_t)cast_utf8_encode(x->strip_char, enc);
     for (int i = 0; i < in->n; i++) {
         const char *s = ITEM(in, i);
         size_t a = 0, b = ITEM_LEN(in, i);

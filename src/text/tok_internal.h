@@ -13,27 +13,8 @@
 #include "base/error.h"
 #include "base/json.h"
 #include "text/tokenizer.h"
+#include "text/utf8.h"
 
-/* ---- UTF-8 ---- */
-
-/* Length of the (valid) UTF-8 sequence starting with byte c. */
-static inline int tok_u8len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
-/* Decodes one code point from valid UTF-8; *len gets its byte length. */
-static inline int32_t tok_u8dec(const char *s, int *len) {
-    const unsigned char *p = (const unsigned char *)s;
-    if (p[0] < 0x80) { *len = 1; return p[0]; }
-    if (p[0] < 0xE0) { *len = 2; return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F); }
-    if (p[0] < 0xF0) { *len = 3; return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F); }
-    *len = 4;
-    return ((p[0] & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-}
-/* Writes cp as UTF-8 into out (4 bytes room); returns the length. */
-int tok_u8enc(int32_t cp, char *out);
-/* Length of the longest valid UTF-8 prefix of s (== n when all valid). */
-size_t tok_u8valid(const char *s, size_t n);
-/* Appends s with each maximal invalid subsequence replaced by U+FFFD, as
- * Rust's String::from_utf8_lossy does (decoders need its exact output). */
-void tok_u8lossy(cast_buf *out, const char *s, size_t n);
 /* Rust char::is_whitespace (the Unicode White_Space property). */
 int tok_is_space(int32_t cp);
 

@@ -136,7 +136,7 @@ int tok_pattern_next(const tok_pattern *p, pcre2_match_data *md, const char *s, 
         if (st == en && (long)en == *last_end) {
             /* an empty match right after the previous one: step one character */
             if (*pos >= n) return 0;
-            *pos += (size_t)tok_u8len((unsigned char)s[*pos]);
+            *pos += (size_t)cast_utf8_seq_len((unsigned char)s[*pos]);
             continue;
         }
         *ms = st;

@@ -59,9 +59,8 @@ int tok_pre_parse(const cast_json *j, tok_pre **list, int *n, const char *path, 
         x->kind = PRE_METASPACE;
         const char *r = cast_json_string(cast_json_get(j, "replacement"));
         if (!r) r = "\xE2\x96\x81"; /* ▁ */
-        int len;
         size_t rl = strlen(r);
-        if (!rl || tok_u8valid(r, rl) != rl || (tok_u8dec(r, &len), (size_t)len != rl))
+        if (cast_utf8_one_char(r, rl) < 0)
             return cast_fail(err, "%s: Metaspace replacement must be one character", path);
         memcpy(x->repl, r, rl);
         x->repl_len = (int)rl;

@@ -1,92 +1,11 @@
-/* Tokenizer helpers: UTF-8 (with Rust's lossy decoding, which decoders must
- * reproduce), the two hash maps behind vocabulary and merges, and the GPT-2
- * byte-level alphabet. */
+/* Tokenizer helpers: Rust's notion of whitespace, the two hash maps behind
+ * vocabulary and merges, and the GPT-2 byte-level alphabet. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "text/tok_internal.h"
 
-/* ---- UTF-8 ---- */
-
-int tok_u8enc(int32_t cp, char *out) {
-    unsigned char *o = (unsigned char *)out;
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Length of the valid sequence at s[0], or minus the length of its maximal
- * invalid subpart (the unit Rust replaces by one U+FFFD). n >= 1. */
-static int u8_step(const unsigned char *s, size_t n) {
-    unsigned char b = s[0];
-    if (b < 0x80) return 1;
-    int need;
-    unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-    if (b >= 0xC2 && b <= 0xDF) need = 1;
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-    } else return -1;
-    for (int i = 1; i <= need; i++) {
-        if ((size_t)i >= n) return -i;
-        unsigned char c = s[i];
-        unsigned char l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
-        if (c < l || c > h) return -i;
-    }
-    return need + 1;
-}
-
-size_t tok_u8valid(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if ((unsigned char)s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        int k = u8_step((const unsigned char *)s + i, n - i);
-        if (k < 0) return i;
-        i += (size_t)k;
-    }
-    return i;
-}
-
-void tok_u8lossy(cast_buf *out, const char *s, size_t n) {
-    size_t i = 0, run = 0; /* run: start of the pending valid stretch */
-    while (i < n) {
-        int k = u8_step((const unsigned char *)s + i, n - i);
-        if (k > 0) {
-            i += (size_t)k;
-            continue;
-        }
-        cast_buf_append(out, s + run, i - run);
-        cast_buf_append(out, "\xEF\xBF\xBD", 3);
-        i += (size_t)(-k);
-        run = i;
-    }
-    cast_buf_append(out, s + run, n - run);
-}
+/* ---- code point classes ---- */
 
 int tok_is_space(int32_t cp) {
     if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D);
@@ -214,7 +133,7 @@ void tok_bytemap_init(tok_bytemap *bm) {
     for (int b = 0; b < 256; b++) {
         int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
         int cp = printable ? b : next++;
-        bm->len[b] = (unsigned char)tok_u8enc(cp, bm->utf8[b]);
+        bm->len[b] = (unsigned char)cast_utf8_encode(cp, bm->utf8[b]);
         bm->cp_to_byte[cp] = (short)b;
     }
 }

@@ -91,12 +91,9 @@ static size_t trie_longest(const tok_trie *t, const char *s, size_t n, size_t i,
 static int is_word_char(const cast_tokenizer *t, pcre2_match_data *md, const char *s, size_t n, int last) {
     if (!n || !t->word_re) return 0;
     size_t i = 0;
-    if (last) {
-        i = n - 1;
-        while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
-    }
+    if (last) i = cast_utf8_char_start(s, 0, n - 1);
     int len;
-    tok_u8dec(s + i, &len);
+    cast_utf8_decode_valid(s + i, &len);
     return pcre2_match(t->word_re, (PCRE2_SPTR)(s + i), (size_t)len, 0, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, md, NULL) > 0;
 }
 
@@ -145,10 +142,9 @@ static void added_split(const cast_tokenizer *t, pcre2_match_data *md, const tok
         if (a->lstrip) {
             size_t k = start;
             while (k > 0) {
-                size_t p = k - 1;
-                while (p > 0 && ((unsigned char)s[p] & 0xC0) == 0x80) p--;
+                size_t p = cast_utf8_char_start(s, 0, k - 1);
                 int len;
-                if (!tok_is_space(tok_u8dec(s + p, &len))) break;
+                if (!tok_is_space(cast_utf8_decode_valid(s + p, &len))) break;
                 k = p;
             }
             start = k > start_offset ? k : start_offset;
@@ -156,7 +152,7 @@ static void added_split(const cast_tokenizer *t, pcre2_match_data *md, const tok
         if (a->rstrip) {
             while (stop < n) {
                 int len;
-                if (!tok_is_space(tok_u8dec(s + stop, &len))) break;
+                if (!tok_is_space(cast_utf8_decode_valid(s + stop, &len))) break;
                 stop += (size_t)len;
             }
         }
@@ -201,7 +197,7 @@ static void apply_template(const cast_tokenizer *t, tok_out *o) {
 
 static int encode(const cast_tokenizer *t, const char *text, size_t len, int add_special, tok_out *out,
                   cast_err *err) {
-    size_t ok = tok_u8valid(text, len);
+    size_t ok = cast_utf8_valid_prefix(text, len);
     if (ok != len) return cast_fail(err, "text is not valid UTF-8 (byte %zu)", ok);
     tok_ctx c;
     memset(&c, 0, sizeof c);
