@@ -211,37 +211,17 @@ void cast_bpe_model_free(cast_bpe_model *m) {
 
 /* ------------------------------------------------------------ writing */
 
-/* GPT-2's byte → printable character map, as UTF-8. */
-static void byte_char(int byte, char out[3]) {
-    int cp = byte;
-    if (!((byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || (byte >= 174 && byte <= 255))) {
-        int k = 0;
-        for (int b = 0; b < byte; b++)
-            if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) k++;
-        cp = 256 + k;
-    }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        out[2] = 0;
-    }
-}
-
-/* A token as its vocabulary piece: each byte through the map. */
-static void piece_utf8(cast_buf *s, const cast_bpe_model *m, int id) {
+/* A token as its vocabulary piece: each byte as its byte-level character. */
+static void piece_utf8(cast_buf *s, const cast_bytelevel *bl, const cast_bpe_model *m, int id) {
     for (size_t i = 0; i < m->len[id]; i++) {
-        char c[3];
-        byte_char((unsigned char)m->bytes[id][i], c);
-        cast_buf_puts(s, c);
+        unsigned char b = (unsigned char)m->bytes[id][i];
+        cast_buf_append(s, bl->utf8[b], bl->len[b]);
     }
 }
 
-static void piece_json(cast_buf *b, const cast_bpe_model *m, int id) {
+static void piece_json(cast_buf *b, const cast_bytelevel *bl, const cast_bpe_model *m, int id) {
     cast_buf s = {0};
-    piece_utf8(&s, m, id);
+    piece_utf8(&s, bl, m, id);
     cast_buf_json_string(b, s.data, s.len);
     cast_buf_free(&s);
 }
@@ -255,6 +235,8 @@ static const char BYTELEVEL[] = "{\"type\": \"ByteLevel\", \"add_prefix_space\":
 
 int cast_bpe_write_hf(const cast_bpe_model *m, const cast_hf_tokenizer_spec *spec, const char *dir, cast_err *err) {
     if (cast_mkdirs(dir, err)) return -1;
+    cast_bytelevel bl;
+    cast_bytelevel_init(&bl);
     cast_buf b = {0};
     cast_buf_puts(&b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
     for (int i = 0; i < spec->n_specials; i++) {
@@ -272,7 +254,7 @@ int cast_bpe_write_hf(const cast_bpe_model *m, const cast_hf_tokenizer_spec *spe
                       "    \"vocab\": {");
     for (int i = 0; i < m->n_tokens; i++) {
         cast_buf_puts(&b, i ? ",\n      " : "\n      ");
-        piece_json(&b, m, i);
+        piece_json(&b, &bl, m, i);
         cast_buf_printf(&b, ": %d", i);
     }
     cast_buf_puts(&b, "\n    },\n    \"merges\": [");
@@ -281,9 +263,9 @@ int cast_bpe_write_hf(const cast_bpe_model *m, const cast_hf_tokenizer_spec *spe
     cast_buf pair = {0};
     for (int i = 0; i < m->n_merges; i++) {
         pair.len = 0;
-        piece_utf8(&pair, m, m->merge_a[i]);
+        piece_utf8(&pair, &bl, m, m->merge_a[i]);
         cast_buf_putc(&pair, ' ');
-        piece_utf8(&pair, m, m->merge_b[i]);
+        piece_utf8(&pair, &bl, m, m->merge_b[i]);
         cast_buf_puts(&b, i ? ",\n      " : "\n      ");
         cast_buf_json_string(&b, pair.data, pair.len);
     }

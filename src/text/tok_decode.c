@@ -122,7 +122,7 @@ void tok_dec_free_list(tok_dec *list, int n) {
 /* Tokens back to bytes through the byte-level alphabet; a token holding a
  * character outside it (an added token, say) is taken as its own bytes. The
  * whole is then read as UTF-8, lossily. */
-static void dec_bytelevel(const tok_bytemap *bm, const tok_strlist *in, tok_strlist *out, cast_buf *tmp) {
+static void dec_bytelevel(const cast_bytelevel *bm, const tok_strlist *in, tok_strlist *out, cast_buf *tmp) {
     tmp->len = 0;
     for (int i = 0; i < in->n; i++) {
         const char *s = ITEM(in, i);
@@ -131,7 +131,7 @@ static void dec_bytelevel(const tok_bytemap *bm, const tok_strlist *in, tok_strl
         while (k < n) {
             int len;
             int32_t cp = cast_utf8_decode_valid(s + k, &len);
-            if (cp >= 324 || bm->cp_to_byte[cp] < 0) {
+            if (cp >= CAST_BYTELEVEL_CPS || bm->cp_to_byte[cp] < 0) {
                 ok = 0;
                 break;
             }
@@ -227,7 +227,7 @@ static void dec_replace(const tok_dec *x, pcre2_match_data *md, const tok_strlis
     }
 }
 
-void tok_dec_run(const tok_dec *list, int n, const tok_bytemap *bm, pcre2_match_data *md, tok_strlist *tokens,
+void tok_dec_run(const tok_dec *list, int n, const cast_bytelevel *bm, pcre2_match_data *md, tok_strlist *tokens,
                  cast_buf *out) {
     tok_strlist other = {0}, *in = tokens, *res = &other;
     cast_buf tmp = {0};

@@ -112,16 +112,6 @@ void tok_pre_free_list(tok_pre *list, int n);
 /* The GPT-2 regex that ByteLevel(use_regex) splits with. */
 extern const char tok_gpt2_regex[];
 
-/* ---- the byte-level alphabet ---- */
-
-/* byte → UTF-8 of its stand-in character (GPT-2's bytes_to_unicode). */
-typedef struct tok_bytemap {
-    char utf8[256][4];
-    unsigned char len[256];
-    short cp_to_byte[324]; /* inverse, -1 where none */
-} tok_bytemap;
-void tok_bytemap_init(tok_bytemap *bm);
-
 /* ---- decoders (tok_decode.c) ---- */
 
 typedef enum { DEC_BYTELEVEL, DEC_METASPACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_REPLACE } tok_dec_kind;
@@ -151,7 +141,7 @@ typedef struct tok_strlist {
 void tok_strlist_add(tok_strlist *l, const char *s, size_t n);
 void tok_strlist_free(tok_strlist *l);
 /* Runs the decoders; the result is the concatenation of the final list. */
-void tok_dec_run(const tok_dec *list, int n, const tok_bytemap *bm, pcre2_match_data *md, tok_strlist *tokens,
+void tok_dec_run(const tok_dec *list, int n, const cast_bytelevel *bm, pcre2_match_data *md, tok_strlist *tokens,
                  cast_buf *out);
 
 /* ---- the BPE model (tok_bpe.c) ---- */
@@ -268,7 +258,7 @@ struct cast_tokenizer {
     int n_tmpl;
     int vocab_size;
     uint32_t max_captures;
-    tok_bytemap bytes;
+    cast_bytelevel bytes;
     char *bos, *eos, *pad, *chat_template;
 };
 

@@ -370,7 +370,7 @@ int cast_tokenizer_load(cast_tokenizer **out, const char *dir, cast_err *err) {
     cast_tokenizer *t = cast_xcalloc(1, sizeof *t);
     t->path = cast_xstrdup(dir);
     t->bpe.unk = -1;
-    tok_bytemap_init(&t->bytes);
+    cast_bytelevel_init(&t->bytes);
     tmpl post = {0};
     tok_tmpl_item seq = {0};
     seq.is_seq = 1;

@@ -168,7 +168,7 @@ static void run_split(tok_ctx *c, int level, const tok_pre *p, const char *s, si
 }
 
 static void bytelevel_piece(tok_ctx *c, int level, const char *s, size_t n, int at_start) {
-    const tok_bytemap *bm = &c->t->bytes;
+    const cast_bytelevel *bm = &c->t->bytes;
     cast_buf *b = &c->lvl_b[level];
     b->len = 0;
     cast_buf_reserve(b, n * 2);

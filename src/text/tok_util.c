@@ -125,11 +125,11 @@ int tok_pairmap_get(const tok_pairmap *m, int a, int b, int *merged) {
 
 /* ---- byte-level alphabet ---- */
 
-void tok_bytemap_init(tok_bytemap *bm) {
+void cast_bytelevel_init(cast_bytelevel *bm) {
     /* Printable bytes stand for themselves; the others (controls, space,
      * DEL, NBSP, soft hyphen...) get code points 256, 257, ... in byte order. */
     int next = 256;
-    for (int i = 0; i < 324; i++) bm->cp_to_byte[i] = -1;
+    for (int i = 0; i < CAST_BYTELEVEL_CPS; i++) bm->cp_to_byte[i] = -1;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
         int cp = printable ? b : next++;

@@ -45,4 +45,15 @@ int cast_tokenizer_eos_id(const cast_tokenizer *t);
 int cast_tokenizer_pad_id(const cast_tokenizer *t);
 const char *cast_tokenizer_chat_template(const cast_tokenizer *t); /* raw Jinja source */
 
+/* GPT-2's byte-level alphabet (its `bytes_to_unicode`): byte-level BPE
+ * vocabularies spell every byte as one printable character, the byte itself
+ * where printable, else U+0100 + k for the k-th other byte. */
+#define CAST_BYTELEVEL_CPS 324 /* every such character is below U+0144 */
+typedef struct cast_bytelevel {
+    char utf8[256][4]; /* byte → its character, UTF-8 */
+    unsigned char len[256];
+    short cp_to_byte[CAST_BYTELEVEL_CPS]; /* the inverse, -1 where none */
+} cast_bytelevel;
+void cast_bytelevel_init(cast_bytelevel *bl);
+
 #endif
