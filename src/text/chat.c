@@ -1,4 +1,4 @@
-/* Chat templates through the Jinja interpreter (jinja.c); built-in templates
+/* Chat templates through the Jinja interpreter (jinja.h); built-in templates
  * are Jinja source too, so every template takes the same path. */
 #include "text/chat.h"
 
