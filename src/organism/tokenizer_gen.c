@@ -7,7 +7,7 @@
 
 #include "base/buf.h"
 #include "base/file.h"
-#include "organism/strmap.h"
+#include "base/strmap.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
 
@@ -17,55 +17,6 @@ const char cast_qwen2_pattern[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\
 const char cast_chatml_template[] =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
     "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-/* ------------------------------------------------------------ pair counts */
-
-/* (a, b) → count, open addressing; cleared between steps by its used list. */
-typedef struct pair_table {
-    uint64_t *key; /* (a << 32 | b) + 1; 0 = empty */
-    int64_t *count;
-    size_t cap, n, *used;
-} pair_table;
-
-static void pairs_init(pair_table *t, size_t cap) {
-    t->cap = cap;
-    t->n = 0;
-    t->key = cast_xcalloc(cap, sizeof *t->key);
-    t->count = cast_xcalloc(cap, sizeof *t->count);
-    t->used = cast_xmalloc(cap * sizeof *t->used);
-}
-
-static void pairs_free(pair_table *t) {
-    free(t->key);
-    free(t->count);
-    free(t->used);
-}
-
-static void pairs_clear(pair_table *t) {
-    for (size_t i = 0; i < t->n; i++) t->key[t->used[i]] = 0, t->count[t->used[i]] = 0;
-    t->n = 0;
-}
-
-static void pairs_add(pair_table *t, int a, int b, int64_t c) {
-    if ((t->n + 1) * 2 > t->cap) { /* grow: rehash */
-        pair_table g;
-        pairs_init(&g, t->cap * 2);
-        for (size_t i = 0; i < t->n; i++) {
-            uint64_t k = t->key[t->used[i]] - 1;
-            pairs_add(&g, (int)(k >> 32), (int)(k & 0xffffffffu), t->count[t->used[i]]);
-        }
-        pairs_free(t);
-        *t = g;
-    }
-    uint64_t k = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
-    size_t i = (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 17) & (t->cap - 1);
-    while (t->key[i] && t->key[i] != k) i = (i + 1) & (t->cap - 1);
-    if (!t->key[i]) {
-        t->key[i] = k;
-        t->used[t->n++] = i;
-    }
-    t->count[i] += c;
-}
 
 /* ------------------------------------------------------------ training */
 
@@ -142,30 +93,35 @@ int cast_bpe_train(cast_bpe_model *m, const char *const *texts, const int64_t *w
     size_t nw = counts.n;
     word *words = cast_xcalloc(nw ? nw : 1, sizeof *words);
     for (size_t i = 0; i < nw; i++) {
-        words[i].n = (int)counts.lens[i];
-        words[i].count = counts.vals[i];
-        words[i].sym = cast_xmalloc(sizeof(int) * (counts.lens[i] ? counts.lens[i] : 1));
-        for (size_t j = 0; j < counts.lens[i]; j++) words[i].sym[j] = (unsigned char)counts.keys[i][j];
+        size_t len;
+        const char *key = cast_strmap_key(&counts, i, &len);
+        words[i].n = (int)len;
+        words[i].count = cast_strmap_value(&counts, i);
+        words[i].sym = cast_xmalloc(sizeof(int) * (len ? len : 1));
+        for (size_t j = 0; j < len; j++) words[i].sym[j] = (unsigned char)key[j];
     }
     cast_strmap_free(&counts);
-    pair_table pt;
-    pairs_init(&pt, 1 << 14);
+    cast_strmap pairs = {0}; /* adjacent (a, b) → count, recounted every step */
     cast_buf merged = {0};
     while (m->n_tokens < n_tokens) {
-        pairs_clear(&pt);
+        cast_strmap_clear(&pairs);
         for (size_t i = 0; i < nw; i++)
-            for (int j = 0; j + 1 < words[i].n; j++) pairs_add(&pt, words[i].sym[j], words[i].sym[j + 1], words[i].count);
+            for (int j = 0; j + 1 < words[i].n; j++)
+                *cast_strmap_upsert_pair(&pairs, words[i].sym[j], words[i].sym[j + 1], 0, NULL) += words[i].count;
         int64_t best = 1;
-        uint64_t best_key = 0;
-        for (size_t u = 0; u < pt.n; u++) {
-            size_t s = pt.used[u];
-            if (pt.count[s] > best || (pt.count[s] == best && best > 1 && pt.key[s] < best_key)) {
-                best = pt.count[s];
-                best_key = pt.key[s];
+        uint64_t best_key = 0; /* a << 32 | b: ties go to the smallest */
+        for (size_t u = 0; u < pairs.n; u++) {
+            int32_t pa, pb;
+            cast_strmap_pair_at(&pairs, u, &pa, &pb);
+            uint64_t key = (uint64_t)(uint32_t)pa << 32 | (uint32_t)pb;
+            int64_t count = cast_strmap_value(&pairs, u);
+            if (count > best || (count == best && best > 1 && key < best_key)) {
+                best = count;
+                best_key = key;
             }
         }
         if (best < 2) break;
-        int a = (int)((best_key - 1) >> 32), b = (int)((best_key - 1) & 0xffffffffu);
+        int a = (int)(best_key >> 32), b = (int)(best_key & 0xffffffffu);
         merged.len = 0;
         cast_buf_append(&merged, m->bytes[a], m->len[a]);
         cast_buf_append(&merged, m->bytes[b], m->len[b]);
@@ -193,7 +149,7 @@ int cast_bpe_train(cast_bpe_model *m, const char *const *texts, const int64_t *w
         }
     }
     cast_buf_free(&merged);
-    pairs_free(&pt);
+    cast_strmap_free(&pairs);
     for (size_t i = 0; i < nw; i++) free(words[i].sym);
     free(words);
     cast_strmap_free(&index);

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "base/rng.h"
-#include "organism/strmap.h"
+#include "base/strmap.h"
 #include "organism/world_internal.h"
 
 static const char *const SKILL_NAMES[CAST_N_SKILLS] = {"index", "reverse", "add", "count", "recite", "facts"};

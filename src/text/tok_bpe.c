@@ -10,8 +10,8 @@
 #include "text/tok_internal.h"
 
 void tok_bpe_free(tok_bpe *m) {
-    tok_strmap_free(&m->vocab);
-    tok_pairmap_free(&m->merges);
+    cast_strmap_free(&m->vocab);
+    cast_strmap_free(&m->merges);
     free(m->pieces);
     free(m->piece);
     free(m->prefix);
@@ -20,7 +20,19 @@ void tok_bpe_free(tok_bpe *m) {
     memset(m, 0, sizeof *m);
 }
 
-int tok_bpe_lookup(const tok_bpe *m, const char *s, size_t n) { return tok_strmap_get(&m->vocab, s, n); }
+static inline int vocab_id(const tok_bpe *m, const char *s, size_t n) {
+    const int64_t *id = cast_strmap_find(&m->vocab, s, n);
+    return id ? (int)*id : -1;
+}
+
+int tok_bpe_lookup(const tok_bpe *m, const char *s, size_t n) { return vocab_id(m, s, n); }
+
+/* The rank of merging (a, b), or -1 when they do not merge; *merged gets the result. */
+static inline int merge_rank(const tok_bpe *m, int a, int b, int *merged) {
+    const int64_t *v = cast_strmap_find_pair(&m->merges, a, b);
+    *merged = v ? (int)(uint32_t)*v : -1;
+    return v ? (int)(*v >> 32) : -1;
+}
 
 /* Copies the vocabulary object {piece: id} into the arena and the maps. */
 static int load_vocab(tok_bpe *m, const cast_json *vocab, const char *path, cast_err *err) {
@@ -44,7 +56,7 @@ static int load_vocab(tok_bpe *m, const cast_json *vocab, const char *path, cast
         size_t len = strlen(k);
         memcpy(p, k, len + 1);
         int id = (int)cast_json_number(e);
-        tok_strmap_put(&m->vocab, p, len, id);
+        *cast_strmap_upsert(&m->vocab, p, len, id, NULL) = id; /* a repeated piece: the last id wins */
         m->piece[id] = p;
         p += len + 1;
     }
@@ -57,18 +69,18 @@ static void build_fast_tables(tok_bpe *m) {
     char s[8];
     for (int b = 0; b < 256; b++) {
         snprintf(s, sizeof s, "<0x%02X>", b);
-        m->byte_id[b] = tok_strmap_get(&m->vocab, s, 6);
+        m->byte_id[b] = vocab_id(m, s, 6);
     }
     m->cp_id = cast_xmalloc(sizeof(int) * TOK_CP_FAST);
     for (int cp = 0; cp < TOK_CP_FAST; cp++) {
         int len = cast_utf8_encode(cp, s);
-        m->cp_id[cp] = tok_strmap_get(&m->vocab, s, (size_t)len);
+        m->cp_id[cp] = vocab_id(m, s, (size_t)len);
     }
 }
 
 static int add_merge(tok_bpe *m, const char *a, size_t al, const char *b, size_t bl, int rank, const char *path,
                      const char *unit, long no, cast_err *err) {
-    int ia = tok_strmap_get(&m->vocab, a, al), ib = tok_strmap_get(&m->vocab, b, bl);
+    int ia = vocab_id(m, a, al), ib = vocab_id(m, b, bl);
     if (ia < 0 || ib < 0)
         return cast_fail(err, "%s: %s %ld (\"%.*s %.*s\"): \"%.*s\" is not in the vocabulary", path, unit, no, (int)al, a,
                          (int)bl, b, ia < 0 ? (int)al : (int)bl, ia < 0 ? a : b);
@@ -80,12 +92,12 @@ static int add_merge(tok_bpe *m, const char *a, size_t al, const char *b, size_t
     char *joined = nl <= sizeof stack ? stack : cast_xmalloc(nl);
     memcpy(joined, a, al);
     memcpy(joined + al, b + skip, bl - skip);
-    int merged = tok_strmap_get(&m->vocab, joined, nl);
+    int merged = vocab_id(m, joined, nl);
     if (joined != stack) free(joined);
     if (merged < 0)
         return cast_fail(err, "%s: %s %ld (\"%.*s %.*s\"): the merged token is not in the vocabulary", path, unit, no, (int)al,
                          a, (int)bl, b);
-    tok_pairmap_put(&m->merges, ia, ib, rank, merged);
+    *cast_strmap_upsert_pair(&m->merges, ia, ib, 0, NULL) = (int64_t)rank << 32 | (uint32_t)merged;
     return 0;
 }
 
@@ -126,7 +138,7 @@ int tok_bpe_from_json(tok_bpe *m, const cast_json *model, const char *path, cast
     const char *unk;
     if (cast_json_opt_string(model, "unk_token", &unk, path, err)) return -1;
     if (unk) {
-        m->unk = tok_strmap_get(&m->vocab, unk, strlen(unk));
+        m->unk = vocab_id(m, unk, strlen(unk));
         if (m->unk < 0) return cast_fail(err, "%s: unk_token \"%s\" is not in the vocabulary", path, unk);
     }
     const cast_json *merges = cast_json_get(model, "merges");
@@ -234,19 +246,19 @@ static int char_id(tok_ctx *c, const tok_bpe *m, const char *s, int clen, int fi
             int dummy, cp = cast_utf8_decode_valid(s, &dummy);
             if (cp < TOK_CP_FAST) return m->cp_id[cp];
         }
-        return tok_strmap_get(&m->vocab, s, (size_t)clen);
+        return vocab_id(m, s, (size_t)clen);
     }
     cast_buf *b = &c->tmp;
     b->len = 0;
     if (!first && m->prefix) cast_buf_puts(b, m->prefix);
     cast_buf_append(b, s, (size_t)clen);
     if (last && m->suffix) cast_buf_puts(b, m->suffix);
-    return tok_strmap_get(&m->vocab, b->data, b->len);
+    return vocab_id(m, b->data, b->len);
 }
 
 void tok_bpe_word(tok_ctx *c, const tok_bpe *m, const char *s, size_t n) {
     if (m->ignore_merges) {
-        int id = tok_strmap_get(&m->vocab, s, n);
+        int id = vocab_id(m, s, n);
         if (id >= 0) {
             tok_out_push(c->out, id, s, n);
             return;
@@ -298,7 +310,7 @@ void tok_bpe_word(tok_ctx *c, const tok_bpe *m, const char *s, size_t n) {
     size_t hn = 0;
     int merged;
     for (int i = 0; i + 1 < ns; i++) {
-        int r = tok_pairmap_get(&m->merges, y[i].id, y[i + 1].id, &merged);
+        int r = merge_rank(m, y[i].id, y[i + 1].id, &merged);
         if (r >= 0) heap_push(c, &hn, (uint64_t)r << 32 | (uint32_t)i);
     }
     while (hn) {
@@ -307,16 +319,16 @@ void tok_bpe_word(tok_ctx *c, const tok_bpe *m, const char *s, size_t n) {
         int nx = y[pos].next;
         if (!y[pos].len || nx < 0) continue;
         /* a stale entry: the pair at pos changed since it was queued */
-        if (tok_pairmap_get(&m->merges, y[pos].id, y[nx].id, &merged) != rank) continue;
+        if (merge_rank(m, y[pos].id, y[nx].id, &merged) != rank) continue;
         y[pos].id = merged;
         y[pos].len += y[nx].len;
         y[pos].next = y[nx].next;
         if (y[nx].next >= 0) y[y[nx].next].prev = pos;
         y[nx].len = 0;
         int pv = y[pos].prev, r, mm;
-        if (pv >= 0 && (r = tok_pairmap_get(&m->merges, y[pv].id, merged, &mm)) >= 0)
+        if (pv >= 0 && (r = merge_rank(m, y[pv].id, merged, &mm)) >= 0)
             heap_push(c, &hn, (uint64_t)r << 32 | (uint32_t)pv);
-        if (y[pos].next >= 0 && (r = tok_pairmap_get(&m->merges, merged, y[y[pos].next].id, &mm)) >= 0)
+        if (y[pos].next >= 0 && (r = merge_rank(m, merged, y[y[pos].next].id, &mm)) >= 0)
             heap_push(c, &hn, (uint64_t)r << 32 | (uint32_t)pos);
     }
     for (int i = 0; i >= 0; i = y[i].next) {

@@ -12,38 +12,12 @@
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/json.h"
+#include "base/strmap.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
 
 /* Rust char::is_whitespace (the Unicode White_Space property). */
 int tok_is_space(int32_t cp);
-
-/* ---- hash maps ---- */
-
-/* String → int, open addressing; keys point into memory owned elsewhere. */
-typedef struct tok_strmap {
-    const char **keys;
-    uint32_t *lens;
-    int *vals;
-    size_t cap, n; /* cap a power of two */
-} tok_strmap;
-
-void tok_strmap_free(tok_strmap *m);
-/* Inserts or overwrites. The key memory must outlive the map. */
-void tok_strmap_put(tok_strmap *m, const char *key, size_t len, int val);
-int tok_strmap_get(const tok_strmap *m, const char *key, size_t len); /* -1 if absent */
-
-/* (left id, right id) → (rank, merged id). */
-typedef struct tok_pairmap {
-    uint64_t *keys; /* left << 32 | right; UINT64_MAX = empty */
-    int *rank, *merged;
-    size_t cap, n;
-} tok_pairmap;
-
-void tok_pairmap_free(tok_pairmap *m);
-void tok_pairmap_put(tok_pairmap *m, int a, int b, int rank, int merged);
-/* Returns the rank, or -1 when the pair does not merge; *merged set when found. */
-int tok_pairmap_get(const tok_pairmap *m, int a, int b, int *merged);
 
 /* ---- regexes and string patterns (tok_norm.c) ---- */
 
@@ -147,12 +121,12 @@ void tok_dec_run(const tok_dec *list, int n, const cast_bytelevel *bm, pcre2_mat
 /* ---- the BPE model (tok_bpe.c) ---- */
 
 typedef struct tok_bpe {
-    tok_strmap vocab;
+    cast_strmap vocab;   /* piece → id */
     char *pieces;        /* arena of NUL-terminated vocab strings */
     size_t pieces_len;
     const char **piece;  /* id → string, NULL for holes; size n_ids */
     int n_ids;           /* highest model id + 1 */
-    tok_pairmap merges;
+    cast_strmap merges;  /* (left id, right id) → rank << 32 | merged id */
     int unk;             /* id or -1 */
     int fuse_unk, byte_fallback, ignore_merges;
     char *prefix, *suffix; /* continuing_subword_prefix / end_of_word_suffix, NULL when none */
