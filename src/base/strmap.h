@@ -1,10 +1,11 @@
 /* The one hash map: byte string → int64, open addressing with linear
- * probing. Slots hold (hash tag, entry index), so a probe rarely touches an
- * entry that is not the one sought; entries keep insertion order, which
- * makes iteration deterministic whatever the hash. Keys are copied: up to
- * 16 bytes inside the entry (vocabulary pieces, pairs of ids), longer ones
- * into a pool. Pairs of 32-bit ints (BPE merges) are keys of 8 bytes.
- * Users: the tokenizer's vocabulary and merges, the BPE trainer, the
+ * probing over slots that hold key and value themselves, so that finding a
+ * short key touches one place in memory (BPE merge lookups are the
+ * tokenizer's hot path). Keys are copied: up to 16 bytes inside the slot
+ * (vocabulary pieces, pairs of ids), longer ones into a pool. A list of
+ * slots in insertion order makes iteration deterministic whatever the hash.
+ * Pairs of 32-bit ints (BPE merges) are keys of 8 bytes. Users: the
+ * tokenizer's vocabulary and merges, the BPE trainer's counts, the
  * organism's world builder. */
 #ifndef CAST_BASE_STRMAP_H
 #define CAST_BASE_STRMAP_H
@@ -13,29 +14,32 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CAST_STRMAP_INLINE 16 /* keys up to this many bytes live in their entry */
+#define CAST_STRMAP_INLINE 16 /* keys up to this many bytes live in their slot */
 
-typedef struct cast_strmap_entry {
+typedef struct cast_strmap_slot {
     int64_t val;
-    size_t len;
+    size_t len1; /* key length + 1; 0: an empty slot */
     union {
         uint64_t words[CAST_STRMAP_INLINE / 8]; /* short key, zero-padded */
         size_t off;                             /* long key: its offset in pool */
     } key;
-} cast_strmap_entry;
+} cast_strmap_slot;
 
 typedef struct cast_strmap {
-    cast_strmap_entry *entries; /* insertion order */
-    size_t n, cap;
+    cast_strmap_slot *slots;
+    size_t n_slots; /* a power of two; at most 3/4 of the slots hold keys */
+    size_t *order;  /* the slot of each key, in insertion order */
+    size_t n;
     char *pool; /* keys longer than CAST_STRMAP_INLINE, back to back */
     size_t pool_len, pool_cap;
-    uint64_t *slots; /* 0 empty, else hash tag << 32 | (entry index + 1) */
-    size_t n_slots;  /* a power of two, at least twice n */
 } cast_strmap;
 
 void cast_strmap_free(cast_strmap *m);
 /* Removes every key, keeping the memory for reuse. */
 void cast_strmap_clear(cast_strmap *m);
+/* Makes room for n keys in all, so that inserting them allocates no more
+ * slots (loaders that know their sizes spare the rehashing). */
+void cast_strmap_reserve(cast_strmap *m, size_t n);
 /* The value's address, or NULL when the key is absent. Addresses stay valid
  * until the next insertion. */
 int64_t *cast_strmap_find(const cast_strmap *m, const char *key, size_t len);
@@ -43,10 +47,10 @@ int64_t *cast_strmap_find(const cast_strmap *m, const char *key, size_t len);
  * *added (optional) tells which. */
 int64_t *cast_strmap_upsert(cast_strmap *m, const char *key, size_t len, int64_t init, int *added);
 
-/* Entry i (0 <= i < m->n) in insertion order: its key (not NUL-terminated;
- * valid until the next insertion) and value. */
+/* Key i (0 <= i < m->n) in insertion order (not NUL-terminated; valid
+ * until the next insertion), and its value. */
 const char *cast_strmap_key(const cast_strmap *m, size_t i, size_t *len);
-static inline int64_t cast_strmap_value(const cast_strmap *m, size_t i) { return m->entries[i].val; }
+static inline int64_t cast_strmap_value(const cast_strmap *m, size_t i) { return m->slots[m->order[i]].val; }
 
 /* ---- pairs of ints as keys ---- */
 
@@ -60,7 +64,7 @@ static inline int64_t *cast_strmap_upsert_pair(cast_strmap *m, int32_t a, int32_
     cast_strmap_pair_key(key, a, b);
     return cast_strmap_upsert(m, key, 8, init, added);
 }
-/* The pair that entry i's key holds. */
+/* The pair that key i holds. */
 static inline void cast_strmap_pair_at(const cast_strmap *m, size_t i, int32_t *a, int32_t *b) {
     size_t len;
     const char *key = cast_strmap_key(m, i, &len);

@@ -37,9 +37,9 @@ static inline int merge_rank(const tok_bpe *m, int a, int b, int *merged) {
 /* Copies the vocabulary object {piece: id} into the arena and the maps. */
 static int load_vocab(tok_bpe *m, const cast_json *vocab, const char *path, cast_err *err) {
     if (!cast_json_is_object(vocab)) return cast_fail(err, "%s: model: \"vocab\" must be an object", path);
-    size_t total = 0;
+    size_t total = 0, count = 0;
     int max_id = -1;
-    for (const cast_json *e = cast_json_first(vocab); e; e = cast_json_next(e)) {
+    for (const cast_json *e = cast_json_first(vocab); e; e = cast_json_next(e), count++) {
         double d = cast_json_number(e);
         /* ids index a table: beyond 2^24 a hostile file would only make us allocate gigabytes */
         if (!cast_json_is_number(e) || d < 0 || d > 16777215.0 || d != (double)(int)d)
@@ -47,6 +47,7 @@ static int load_vocab(tok_bpe *m, const cast_json *vocab, const char *path, cast
         total += strlen(cast_json_key(e)) + 1;
         if ((int)d > max_id) max_id = (int)d;
     }
+    cast_strmap_reserve(&m->vocab, count);
     m->pieces = cast_xmalloc(total ? total : 1);
     m->n_ids = max_id + 1;
     m->piece = cast_xcalloc((size_t)(m->n_ids ? m->n_ids : 1), sizeof *m->piece);
@@ -143,6 +144,7 @@ int tok_bpe_from_json(tok_bpe *m, const cast_json *model, const char *path, cast
     }
     const cast_json *merges = cast_json_get(model, "merges");
     if (merges && !cast_json_is_array(merges)) return cast_fail(err, "%s: model: \"merges\" must be an array", path);
+    cast_strmap_reserve(&m->merges, (size_t)cast_json_array_size(merges));
     int rank = 0;
     for (const cast_json *e = cast_json_first(merges); e; e = cast_json_next(e), rank++) {
         const char *s = cast_json_string(e);
@@ -170,6 +172,9 @@ int tok_bpe_from_files(tok_bpe *m, const char *vocab_path, const char *merges_pa
     char *text;
     size_t len;
     if (cast_read_file(merges_path, &text, &len, err)) return -1;
+    size_t lines = 1;
+    for (const char *nl = text; (nl = memchr(nl, '\n', len - (size_t)(nl - text))); nl++) lines++;
+    cast_strmap_reserve(&m->merges, lines);
     int rank = 0;
     size_t line_no = 0;
     for (size_t i = 0; i < len;) {
