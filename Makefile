@@ -4,6 +4,7 @@
 #   make        release build in build/
 #   make test   release + sanitizer builds, every test in both, short fuzz runs
 #   make demo   build and run the main job
+#   make install PREFIX=DIR   the binary, libcast.so/.a, cast.h, cast.pc, the organism
 #   make bench  engine throughput beside PyTorch
 
 JOBS ?= 2
@@ -12,7 +13,7 @@ DEBS = $(DEBS_RUN) clang libomp-dev libclang-rt-dev python3 python3-torch python
 FUZZ_SECONDS ?= 30
 SHARED ?= $(abspath ../shared/data)
 
-.PHONY: all build deps deps-demo test test-release test-asan fuzz demo bench clean
+.PHONY: all build deps deps-demo test test-release test-asan fuzz demo bench install clean
 
 all: build
 
@@ -29,9 +30,12 @@ build:
 	cmake --build build -j$(JOBS)
 
 build-asan/CMakeCache.txt:
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCAST_SANITIZE=ON -DCAST_SHARED_DATA=$(SHARED) >/dev/null
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCAST_SANITIZE=ON -DCAST_WERROR=ON -DCAST_SHARED_DATA=$(SHARED) >/dev/null
 
-test-release: build
+# the tests build with -Werror (CI runs `make deps test`); a user's `make` does not
+test-release:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCAST_WERROR=ON -DCAST_SHARED_DATA=$(SHARED) >/dev/null
+	cmake --build build -j$(JOBS)
 	ctest --test-dir build --output-on-failure -j$(JOBS)
 
 test-asan: build-asan/CMakeCache.txt
@@ -55,6 +59,12 @@ test: fuzz test-asan test-release
 
 demo: build
 	build/cast demo --out out/demo --force
+
+# PREFIX/bin/cast, PREFIX/lib/libcast.{so,a}, PREFIX/include/cast.h,
+# PREFIX/lib/pkgconfig/cast.pc, PREFIX/share/cast/organism/
+PREFIX ?= /usr/local
+install: build
+	cmake --install build --prefix $(PREFIX)
 
 bench: build
 	CAST=build/cast bash bench/compare.sh

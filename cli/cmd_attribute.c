@@ -166,7 +166,7 @@ int cmd_attribute(int argc, char **argv) {
     ao.ks = ks;
     ao.n_k = n_k;
 
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_judge judge;
     cast_judge_init(&judge);
     judge.min_words = min_words;

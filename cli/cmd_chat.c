@@ -53,7 +53,7 @@ int cmd_chat(int argc, char **argv) {
     }
     int first = system ? 1 : 0;
     char line[65536];
-    cast_err err = {{0}};
+    cast_err err = {0};
     rc = 0;
     for (uint64_t round = 0;; round++) {
         if (interactive) {

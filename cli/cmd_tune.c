@@ -190,7 +190,7 @@ int cmd_tune(int argc, char **argv) {
         cli_out_abort(&co);
         return cli_failf("tune: cannot skip %d heads of %d", k, n_heads);
     }
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_seqs s_set = {0}, u_set = {0};
     cast_conflict_map map = {0};
     cast_tune_run run = {0};
@@ -210,7 +210,7 @@ int cmd_tune(int argc, char **argv) {
             cast_diag_opts o;
             cast_diag_opts_default(&o);
             cli_note("no --map given: diagnosing with %s and %s first", safety, utility);
-            if (cast_diagnose(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
+            if (cast_diagnose_map(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
             cast_buf b = {0};
             cast_conflict_map_json(&map, &b);
             char *p = cast_path_join(co.dir, "conflict_map.json");

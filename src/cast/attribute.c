@@ -230,7 +230,7 @@ static int gold_nll(run *r, double *nll, cast_err *err) {
         }
     }
     *nll = count ? sum / (double)count : NAN;
-    if (count && !isfinite(*nll)) return cast_fail(err, "the gold answers' NLL is not finite (%g)", *nll);
+    if (count && !isfinite(*nll)) return cast_fail_as(err, CAST_E_NUMERIC, "the gold answers' NLL is not finite (%g)", *nll);
     return 0;
 }
 

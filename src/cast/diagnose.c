@@ -176,7 +176,7 @@ static int set_gradient(const cast_model *m, cast_acts *a, const cast_seqs *set,
     cast_grads_sum_ranks(gr);
     cast_dist_sum_f64(&sum, 1);
     if (gate_abs) cast_dist_sum_f64(gate_abs, m->cfg.layers * m->cfg.heads / per_unit);
-    if (!isfinite(sum)) return cast_fail(err, "%s: the loss is not finite", path);
+    if (!isfinite(sum)) return cast_fail_as(err, CAST_E_NUMERIC, "%s: the loss is not finite", path);
     st->path = cast_xstrdup(path);
     st->examples = set->n;
     st->tokens = scored;
@@ -297,7 +297,7 @@ static int trajectory_rises(cast_model *m, cast_acts *a, const cast_seqs *safety
 
 /* ---- the map ------------------------------------------------------------------ */
 
-int cast_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
+int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
                   const char *utility_path, const cast_diag_opts *o, cast_conflict_map *map, cast_err *err) {
     const cast_config *c = &m->cfg;
     int L = c->layers, H = c->heads, n = L * H, micro = o->micro_batch > 0 ? o->micro_batch : 4;
@@ -411,7 +411,7 @@ int cast_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utili
     }
     for (int i = 0; i < n; i++)
         if (!isfinite(map->stat[i].fs) || !isfinite(map->stat[i].oc) || !isfinite(map->stat[i].cos)) {
-            cast_fail(err, "%s: non-finite gradient statistics at layer %d head %d", map->model_path, map->stat[i].layer,
+            cast_fail_as(err, CAST_E_NUMERIC, "%s: non-finite gradient statistics at layer %d head %d", map->model_path, map->stat[i].layer,
                       map->stat[i].head);
             goto done;
         }

@@ -90,7 +90,7 @@ void cast_diag_opts_default(cast_diag_opts *o);
 
 /* Runs the diagnosis. safety_path / utility_path only label the output.
  * m's weights change during --oc trajectory and are restored bit for bit. */
-int cast_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
+int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
                   const char *utility_path, const cast_diag_opts *o, cast_conflict_map *map, cast_err *err);
 
 /* From raw oc/fs/cos per head: normalisation, combination, ranks and

@@ -834,7 +834,7 @@ int cast_demo_run(const cast_demo_opts *o, cast_err *err) {
             cast_diag_opts_default(&dopt);
             demo_variant_opts(v, o, &dopt);
             if (v) stage(&d, demo_variant_name(v));
-            bad = cast_diagnose(&d.m, &diag_s, &diag_u, ps, pu, &dopt, &maps[v], err);
+            bad = cast_diagnose_map(&d.m, &diag_s, &diag_u, ps, pu, &dopt, &maps[v], err);
             if (!bad) n_maps++;
         }
         if (bad) goto done;

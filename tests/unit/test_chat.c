@@ -96,7 +96,7 @@ static char *render_src(const char *tpl, const char *vars_json, cast_err *err) {
 
 static void test_jinja_cases(void) {
     for (size_t i = 0; i < sizeof JINJA_CASES / sizeof JINJA_CASES[0]; i++) {
-        cast_err err = {{0}};
+        cast_err err = {0};
         char *out = render_src(JINJA_CASES[i].tpl, JINJA_VARS, &err);
         CHECK_MSG(out && strcmp(out, JINJA_CASES[i].want) == 0, "case %zu: %s\n  got:  [%s]\n  want: [%s]", i,
                   JINJA_CASES[i].tpl, out ? out : err.msg, JINJA_CASES[i].want);
@@ -105,7 +105,7 @@ static void test_jinja_cases(void) {
 }
 
 static void expect_error(const char *tpl, const char *vars, const char *needle) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     char *out = render_src(tpl, vars, &err);
     CHECK_MSG(!out && strstr(err.msg, needle) && strstr(err.msg, "test.jinja"), "template %s: want error containing '%s', got %s",
               tpl, needle, out ? out : err.msg);

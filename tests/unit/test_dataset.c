@@ -315,7 +315,7 @@ static void test_formats(void) {
 static void expect_load_error(const char *name, const char *content, size_t n, int line, const char *needle) {
     char *p = write_tmp(name, content, n);
     cast_dataset d;
-    cast_err err = {{0}};
+    cast_err err = {0};
     int rc = cast_dataset_load(&d, p, &err);
     char where[1024];
     if (line > 0) snprintf(where, sizeof where, "%s:%d: ", p, line);
@@ -403,7 +403,7 @@ static char *decode_scored(const cast_tokenizer *tok, const cast_seqs *s, int i)
 static void expect_encode_error(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl, int max_len,
                                 int line, const char *needle) {
     cast_seqs s;
-    cast_err err = {{0}};
+    cast_err err = {0};
     int rc = cast_dataset_encode(d, tok, tpl, max_len, 0, &s, &err);
     char where[1024];
     if (line > 0) snprintf(where, sizeof where, "%s:%d: ", d->path, line);
