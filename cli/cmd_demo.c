@@ -6,6 +6,7 @@
 
 #include "base/file.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "dist/dist.h"
 #include "organism/demo.h"

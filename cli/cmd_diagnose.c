@@ -8,6 +8,7 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cast/diagnose.h"
 #include "cli.h"
 #include "report/conflict.h"

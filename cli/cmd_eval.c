@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "dist/dist.h"
 #include "eval/judge.h"

@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cast.h"
 #include "model/model.h"
 #include "organism/recipe.h"

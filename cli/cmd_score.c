@@ -6,6 +6,7 @@
 
 #include "base/buf.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "model/forward.h"
 

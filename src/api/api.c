@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cast/diagnose.h"
 #include "cast/select.h"
 #include "cast/tune.h"

@@ -15,6 +15,7 @@
 #include "eval/judge.h"
 #include "eval/metrics.h"
 #include "base/stats.h"
+#include "base/threads.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "organism/demo_oracle.h"
