@@ -503,14 +503,14 @@ cast_code cast_generate_reply(cast_llm *m, const char *user_message, int max_new
     if (!m->tok) return fail_arg(err, "cast_generate_reply: the model has no tokenizer");
     if (!user_message || max_new <= 0) return fail_arg(err, "cast_generate_reply: a message and max_new > 0 are required");
     cast_err e = {0};
-    int *ids = NULL, n = 0;
+    int *ids = NULL, *labels = NULL, n = 0;
     cast_message msg = {"user", user_message};
-    int bad = m->tpl ? cast_chat_encode(m->tpl, m->tok, &msg, 1, 1, &ids, NULL, &n, &e)
+    int bad = m->tpl ? cast_chat_encode(m->tpl, m->tok, &msg, 1, 1, &ids, &labels, &n, &e)
                      : cast_tokenizer_encode(m->tok, user_message, strlen(user_message), 1, &ids, &n, &e);
     if (bad) return fail_from(err, &e);
     cast_seqs prompt = {0}, out = {0};
-    int *labels = cast_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) labels[i] = CAST_IGNORE_LABEL;
+    if (!labels) labels = cast_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) labels[i] = CAST_IGNORE_LABEL; /* a prompt: nothing scored */
     cast_seqs_push(&prompt, ids, labels, n);
     int stops[16];
     cast_gen_opts g = {0};
