@@ -34,6 +34,8 @@ check "cast.h declares functions" test "$(wc -l <declared.txt)" -ge 20
 # the examples, against the installed library
 export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 flags=$(pkg-config --cflags --libs cast)
+# a sanitizer build's libcast.so needs its programs built the same way
+if ldd "$P/lib/libcast.so" | grep -q libasan; then flags="$flags -fsanitize=address,undefined"; fi
 for ex in diagnose_top_heads tune_and_eval; do
     # shellcheck disable=SC2086
     $cc -std=c11 -Wall -Wextra -Werror "$SRC/examples/$ex.c" $flags -Wl,-rpath,"$P/lib" -o "$ex" 2>"$ex.err"
