@@ -115,9 +115,8 @@ def dataset_seeds(shared, out):
     for folder, _, files in sorted(os.walk(shared)):
         for file in sorted(files):
             base = file[:-3] if file.endswith('.gz') else file
-            if not base.endswith(('.jsonl', '.json', '.csv')) or base.startswith('tokenizer'):
-                continue
-            if base in ('vocab.json',):
+            # tokenizer files are not datasets (their fixtures and conversations are)
+            if not base.endswith(('.jsonl', '.json', '.csv')) or base.startswith('tokenizer') or base == 'vocab.json':
                 continue
             data = read(os.path.join(folder, file))
             seed = cut_array(data) if base.endswith('.json') else cut_lines(data)
