@@ -3,6 +3,7 @@
 #ifndef CAST_CAST_DIAGNOSE_H
 #define CAST_CAST_DIAGNOSE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -114,5 +115,7 @@ void cast_conflict_map_json(const cast_conflict_map *map, cast_buf *out);
 void cast_conflict_map_csv(const cast_conflict_map *map, cast_buf *out);
 /* Reads conflict_map.json back (for `cast tune --map`). */
 int cast_conflict_map_load(cast_conflict_map *map, const char *path, cast_err *err);
+/* The same from text[0..n) in memory; path names it in messages. */
+int cast_conflict_map_parse(cast_conflict_map *map, const char *text, size_t n, const char *path, cast_err *err);
 
 #endif

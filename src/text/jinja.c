@@ -24,6 +24,7 @@ typedef struct ablock {
 
 typedef struct arena {
     ablock *head;
+    size_t bytes; /* all blocks together: what the memory limit counts */
 } arena;
 
 static void *aalloc(arena *a, size_t n) {
@@ -31,6 +32,7 @@ static void *aalloc(arena *a, size_t n) {
     if (!a->head || a->head->used + n > a->head->cap) {
         size_t cap = n > 65536 ? n : 65536;
         ablock *b = cast_xmalloc(sizeof(ablock) + cap);
+        a->bytes += cap;
         b->next = a->head;
         b->used = 0;
         b->cap = cap;
@@ -48,6 +50,7 @@ static void arena_free(arena *a) {
         free(b);
     }
     a->head = NULL;
+    a->bytes = 0;
 }
 
 static char *astrndup(arena *a, const char *s, size_t n) {
@@ -65,6 +68,89 @@ static void *agrow(arena *a, void *v, int n, int *cap, size_t size) {
     if (n) memcpy(nv, v, size * (size_t)n);
     *cap = nc;
     return nv;
+}
+
+/* ----------------------------------------------------------------- limits */
+
+/* A template is a program from an untrusted file: these bounds make every
+ * render finish, in bounded memory, whatever the template does. Real chat
+ * templates stay far below each. Going over one is the one-line error
+ * "template exceeds its <what> limit", and the render unwinds.
+ * - work: statements run, expressions evaluated, items built, visited or
+ *   compared, and bytes copied or scanned (4 to a unit); a real template
+ *   spends about a thousand units on a short conversation;
+ * - memory: the render's values, its output and captured output ({% set %}
+ *   blocks, macro calls) together (bytes copied are work as well, so the
+ *   work limit often stops a growing string first);
+ * - nesting: of statements and expressions being evaluated (the C stack), of
+ *   values walked to print or compare them (self-containing namespaces),
+ *   and in the parser, of brackets, operators and blocks in the source;
+ * - macro calls nested, and the items of one range() or repetition. */
+#define MAX_WORK 10000000L
+#define MAX_MEMORY ((size_t)256 << 20)
+#define MAX_NEST 400
+#define MAX_VALUE_NEST 100
+#define MAX_PARSE_NEST 200
+#define MAX_DEPTH 64
+#define MAX_RANGE 10000000LL
+
+struct frame;
+
+typedef struct rt {
+    arena a;
+    cast_buf *out;
+    int capture; /* > 0 while output goes to a temporary buffer */
+    size_t held; /* bytes of the output buffers set aside by captures */
+    cast_err *err;
+    const char *what;
+    struct frame *root;
+    int line;
+    int depth; /* macro calls */
+    int nest;  /* eval / statement recursion */
+    long work; /* left of MAX_WORK */
+    int over;  /* a limit was hit: its message is set, the render unwinds */
+    cast_jinja_span *spans;
+    int nspans, capspans;
+} rt;
+
+static int rfail(rt *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int rfail(rt *r, const char *fmt, ...) {
+    if (r->over) return -1; /* keep the limit's message: later errors follow from it */
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cast_fail(r->err, "%s: chat template line %d: %s", r->what, r->line, msg);
+}
+
+static int over_limit(rt *r, const char *what) {
+    if (!r->over) rfail(r, "template exceeds its %s limit", what);
+    r->over = 1;
+    return -1;
+}
+
+/* Charges n units of work: -1 once the budget is spent. */
+static int spend(rt *r, long n) {
+    if (r->over) return -1;
+    r->work -= n;
+    return r->work < 0 ? over_limit(r, "work") : 0;
+}
+
+/* The work of copying or scanning n bytes (decoding UTF-8 on the way). */
+static int spend_bytes(rt *r, size_t n) { return spend(r, 1 + (long)(n >> 2)); }
+
+/* Whether `extra` more bytes fit in the memory limit. */
+static int room(rt *r, size_t extra) {
+    if (r->over) return -1;
+    size_t used = r->a.bytes + r->held + r->out->len;
+    return extra > MAX_MEMORY || used > MAX_MEMORY - extra ? over_limit(r, "memory") : 0;
+}
+
+/* n items of `size` bytes, without overflow. */
+static int room_items(rt *r, size_t n, size_t size) {
+    if (size && n > MAX_MEMORY / size) return over_limit(r, "memory");
+    return room(r, n * size);
 }
 
 /* ----------------------------------------------------------------- values */
@@ -144,9 +230,12 @@ static jval vlist(arena *a) {
     v.u.l = aalloc(a, sizeof(jlist));
     return v;
 }
-static void list_push(arena *a, jlist *l, jval x) {
-    l->v = agrow(a, l->v, l->n, &l->cap, sizeof(jval));
+/* Appends x; -1 (x not added) once over a limit, so that loops stop. */
+static int push(rt *r, jlist *l, jval x) {
+    if (spend(r, 1) || room(r, 0)) return -1;
+    l->v = agrow(&r->a, l->v, l->n, &l->cap, sizeof(jval));
     l->v[l->n++] = x;
+    return 0;
 }
 static jval vdict(arena *a) {
     jval v = {V_DICT, {0}};
@@ -154,35 +243,38 @@ static jval vdict(arena *a) {
     return v;
 }
 
-static int veq(jval a, jval b);
+static int veq_at(rt *r, jval a, jval b, int depth);
 
-static int dict_find(const jdict *d, jval key) {
-    for (int i = 0; i < d->n; i++)
-        if (veq(d->keys[i], key)) return i;
+/* Index of key, or -1 (also when over a limit). */
+static int dict_find_at(rt *r, const jdict *d, jval key, int depth) {
+    for (int i = 0; i < d->n && !r->over; i++)
+        if (veq_at(r, d->keys[i], key, depth)) return i;
     return -1;
 }
+static int dict_find(rt *r, const jdict *d, jval key) { return dict_find_at(r, d, key, 0); }
 static int dict_find_s(const jdict *d, const char *key) {
     size_t n = strlen(key);
     for (int i = 0; i < d->n; i++)
         if (d->keys[i].k == V_STR && d->keys[i].u.s.n == n && memcmp(d->keys[i].u.s.p, key, n) == 0) return i;
     return -1;
 }
-static void dict_set(arena *a, jdict *d, jval key, jval val) {
-    int i = dict_find(d, key);
+static void dict_set(rt *r, jdict *d, jval key, jval val) {
+    int i = dict_find(r, d, key);
     if (i >= 0) {
         d->vals[i] = val;
         return;
     }
+    if (r->over) return;
     int cap = d->cap;
-    d->keys = agrow(a, d->keys, d->n, &cap, sizeof(jval));
+    d->keys = agrow(&r->a, d->keys, d->n, &cap, sizeof(jval));
     cap = d->cap;
-    d->vals = agrow(a, d->vals, d->n, &cap, sizeof(jval));
+    d->vals = agrow(&r->a, d->vals, d->n, &cap, sizeof(jval));
     d->cap = cap;
     d->keys[d->n] = key;
     d->vals[d->n] = val;
     d->n++;
 }
-static void dict_set_s(arena *a, jdict *d, const char *key, jval val) { dict_set(a, d, vstr(key, strlen(key)), val); }
+static void dict_set_s(rt *r, jdict *d, const char *key, jval val) { dict_set(r, d, vstr(key, strlen(key)), val); }
 
 static int is_num(jval v) { return v.k == V_BOOL || v.k == V_INT || v.k == V_FLOAT; }
 static double num_f(jval v) { return v.k == V_FLOAT ? v.u.f : v.k == V_INT ? (double)v.u.i : (double)v.u.b; }
@@ -191,7 +283,11 @@ static int64_t num_i(jval v) {
     return v.k == V_INT ? v.u.i : v.k == V_BOOL ? v.u.b : 0;
 }
 
-static int veq(jval a, jval b) {
+/* Python ==. Shared or self-containing values make the walk long or
+ * endless: it is charged as work and bounded in depth (0 once over). */
+static int veq_at(rt *r, jval a, jval b, int depth) {
+    if (spend(r, 1)) return 0;
+    if (depth > MAX_VALUE_NEST) return over_limit(r, "value nesting"), 0;
     if (is_num(a) && is_num(b)) {
         if (a.k != V_FLOAT && b.k != V_FLOAT) return num_i(a) == num_i(b);
         return num_f(a) == num_f(b);
@@ -200,23 +296,25 @@ static int veq(jval a, jval b) {
     switch (a.k) {
     case V_UNDEF:
     case V_NONE: return 1;
-    case V_STR: return a.u.s.n == b.u.s.n && memcmp(a.u.s.p, b.u.s.p, a.u.s.n) == 0;
+    case V_STR: return a.u.s.n == b.u.s.n && !spend_bytes(r, a.u.s.n) && memcmp(a.u.s.p, b.u.s.p, a.u.s.n) == 0;
     case V_LIST:
         if (a.u.l->n != b.u.l->n) return 0;
         for (int i = 0; i < a.u.l->n; i++)
-            if (!veq(a.u.l->v[i], b.u.l->v[i])) return 0;
+            if (!veq_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1)) return 0;
         return 1;
     case V_DICT:
         if (a.u.d->n != b.u.d->n) return 0;
         for (int i = 0; i < a.u.d->n; i++) {
-            int j = dict_find(b.u.d, a.u.d->keys[i]);
-            if (j < 0 || !veq(a.u.d->vals[i], b.u.d->vals[j])) return 0;
+            int j = dict_find_at(r, b.u.d, a.u.d->keys[i], depth + 1);
+            if (j < 0 || !veq_at(r, a.u.d->vals[i], b.u.d->vals[j], depth + 1)) return 0;
         }
         return 1;
     case V_FUNC: return a.u.fn == b.u.fn;
     default: return 0;
     }
 }
+
+static int veq(rt *r, jval a, jval b) { return veq_at(r, a, b, 0); }
 
 static int truthy(jval v) {
     switch (v.k) {
@@ -273,10 +371,12 @@ static int py_space(int32_t c) {
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-/* Byte offsets of every code point boundary: off[0..count], off[count] = n. */
-static size_t *u8_offsets(arena *a, const char *s, size_t n, size_t *count) {
+/* Byte offsets of every code point boundary: off[0..count], off[count] = n.
+ * NULL when over a limit. */
+static size_t *u8_offsets(rt *r, const char *s, size_t n, size_t *count) {
+    if (spend_bytes(r, n) || room_items(r, n + 1, sizeof(size_t))) return NULL;
     size_t c = u8_len(s, n);
-    size_t *off = aalloc(a, sizeof(size_t) * (c + 1));
+    size_t *off = aalloc(&r->a, sizeof(size_t) * (c + 1));
     size_t i = 0, k = 0;
     while (i < n) {
         off[k++] = i;
@@ -377,21 +477,21 @@ static int lex_string(lexer *L, size_t *pos) {
         case 'u':
         case 'U': {
             int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-            int32_t cp = 0;
+            uint32_t cp = 0; /* unsigned: 8 hex digits may exceed INT32_MAX */
             for (int d = 0; d < digits; d++) {
                 int h = i + (size_t)d < L->n ? hexval(L->src[i + (size_t)d]) : -1;
                 if (h < 0) {
                     cast_buf_free(&b);
                     return lex_fail(L, start, "bad escape in string literal");
                 }
-                cp = cp * 16 + h;
+                cp = cp * 16 + (uint32_t)h;
             }
             i += (size_t)digits;
-            if (!utf8proc_codepoint_valid(cp)) {
+            if (cp > 0x10FFFF || !utf8proc_codepoint_valid((utf8proc_int32_t)cp)) {
                 cast_buf_free(&b);
                 return lex_fail(L, start, "bad code point in string literal");
             }
-            u8_put(&b, cp);
+            u8_put(&b, (int32_t)cp);
             break;
         }
         default:
@@ -677,6 +777,7 @@ typedef struct parser {
     const char *what;
     cast_err *err;
     int has_gen;
+    int nest; /* recursion depth, bounded by MAX_PARSE_NEST */
 } parser;
 
 static tok *cur(parser *P) { return &P->t[P->pos]; }
@@ -979,7 +1080,15 @@ static ex *parse_filter_expr(parser *P, ex *e) {
     }
 }
 
-static ex *parse_unary(parser *P, int with_filter) {
+/* Recursion guard of the parser: deep nesting in the source must not
+ * exhaust the C stack. */
+static int enter(parser *P) {
+    if (++P->nest <= MAX_PARSE_NEST) return 0;
+    P->nest--;
+    return pfail(P, "nested too deep (over %d levels of brackets, operators and blocks)", MAX_PARSE_NEST);
+}
+
+static ex *parse_unary_in(parser *P, int with_filter) {
     ex *e;
     if (is_op(P, "-") || is_op(P, "+")) {
         int neg = is_op(P, "-");
@@ -994,6 +1103,13 @@ static ex *parse_unary(parser *P, int with_filter) {
     }
     e = parse_postfix(P, e);
     if (e && with_filter) e = parse_filter_expr(P, e);
+    return e;
+}
+
+static ex *parse_unary(parser *P, int with_filter) {
+    if (enter(P)) return NULL;
+    ex *e = parse_unary_in(P, with_filter);
+    P->nest--;
     return e;
 }
 
@@ -1087,7 +1203,9 @@ static ex *parse_compare(parser *P) {
 
 static ex *parse_not(parser *P) {
     if (accept_name(P, "not")) {
+        if (enter(P)) return NULL;
         ex *x = parse_not(P);
+        P->nest--;
         if (!x) return NULL;
         ex *e = new_ex(P, EX_NOT);
         e->a = x;
@@ -1116,7 +1234,7 @@ static ex *parse_or(parser *P) {
     return e;
 }
 
-static ex *parse_expr(parser *P) {
+static ex *parse_expr_in(parser *P) {
     ex *e = parse_or(P);
     while (e && accept_name(P, "if")) {
         ex *c = new_ex(P, EX_COND);
@@ -1129,6 +1247,13 @@ static ex *parse_expr(parser *P) {
         }
         e = c;
     }
+    return e;
+}
+
+static ex *parse_expr(parser *P) {
+    if (enter(P)) return NULL;
+    ex *e = parse_expr_in(P);
+    P->nest--;
     return e;
 }
 
@@ -1197,7 +1322,9 @@ static st *parse_if(parser *P, int line) {
     if (tok_is(tag, TK_NAME, "elif")) {
         int l2 = tag->line;
         P->pos += 2;
+        if (enter(P)) return NULL;
         st *sub = parse_if(P, l2);
+        P->nest--;
         if (!sub) return NULL;
         s->orelse = aalloc(P->a, sizeof(st *));
         s->orelse[0] = sub;
@@ -1321,7 +1448,7 @@ static st *parse_tag(parser *P) {
     return NULL;
 }
 
-static int parse_body(parser *P, const char *const *ends, st ***out, int *nout) {
+static int parse_body_in(parser *P, const char *const *ends, st ***out, int *nout) {
     int cap = 0;
     *out = NULL;
     *nout = 0;
@@ -1367,6 +1494,13 @@ static int parse_body(parser *P, const char *const *ends, st ***out, int *nout) 
         *out = agrow(P->a, *out, *nout, &cap, sizeof(st *));
         (*out)[(*nout)++] = s;
     }
+}
+
+static int parse_body(parser *P, const char *const *ends, st ***out, int *nout) {
+    if (enter(P)) return -1;
+    int rc = parse_body_in(P, ends, out, nout);
+    P->nest--;
+    return rc;
 }
 
 int cast_jinja_parse(cast_jinja **out, const char *src, const char *what, cast_err *err) {
@@ -1421,33 +1555,6 @@ typedef struct frame {
     jval *vals;
 } frame;
 
-typedef struct rt {
-    arena a;
-    cast_buf *out;
-    int capture; /* > 0 while output goes to a temporary buffer */
-    cast_err *err;
-    const char *what;
-    frame *root;
-    int line;
-    int depth;
-    long steps;
-    cast_jinja_span *spans;
-    int nspans, capspans;
-} rt;
-
-#define MAX_STEPS 20000000L
-#define MAX_DEPTH 64
-#define MAX_RANGE 10000000LL
-
-static int rfail(rt *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int rfail(rt *r, const char *fmt, ...) {
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return cast_fail(r->err, "%s: chat template line %d: %s", r->what, r->line, msg);
-}
 
 static frame *new_frame(rt *r, frame *parent) {
     frame *f = aalloc(&r->a, sizeof(frame));
@@ -1542,9 +1649,20 @@ static void fmt_float(double f, cast_buf *b) {
     }
 }
 
-static void repr_val(jval v, cast_buf *b);
+/* The printers below charge work and check memory at every value they
+ * visit (b is not in the arena yet), and bound the nesting: a value shared
+ * many times, or a namespace holding itself, would print for ever. Printing
+ * a value (a number through printf) costs a few units. */
+static int visit(rt *r, const cast_buf *b, int depth) {
+    if (spend(r, 4) || room(r, b == r->out ? 0 : b->len)) return -1;
+    if (depth > MAX_VALUE_NEST) return over_limit(r, "value nesting");
+    return 0;
+}
 
-static void repr_str(const char *s, size_t n, cast_buf *b) {
+static void repr_at(rt *r, jval v, cast_buf *b, int depth);
+
+static void repr_str(rt *r, const char *s, size_t n, cast_buf *b) {
+    if (spend_bytes(r, n)) return;
     int has_sq = memchr(s, '\'', n) != NULL, has_dq = memchr(s, '"', n) != NULL;
     char q = (has_sq && !has_dq) ? '"' : '\'';
     cast_buf_putc(b, q);
@@ -1564,27 +1682,31 @@ static void repr_str(const char *s, size_t n, cast_buf *b) {
 }
 
 /* str(v), as Python prints it. */
-static void str_val(jval v, cast_buf *b) {
+static void str_at(rt *r, jval v, cast_buf *b, int depth) {
     switch (v.k) {
     case V_UNDEF: break;
     case V_NONE: cast_buf_puts(b, "None"); break;
     case V_BOOL: cast_buf_puts(b, v.u.b ? "True" : "False"); break;
     case V_INT: cast_buf_printf(b, "%lld", (long long)v.u.i); break;
     case V_FLOAT: fmt_float(v.u.f, b); break;
-    case V_STR: cast_buf_append(b, v.u.s.p, v.u.s.n); break;
-    default: repr_val(v, b);
+    case V_STR:
+        if (!spend_bytes(r, v.u.s.n) && !room(r, b == r->out ? v.u.s.n : b->len + v.u.s.n))
+            cast_buf_append(b, v.u.s.p, v.u.s.n);
+        break;
+    default: repr_at(r, v, b, depth);
     }
 }
 
-static void repr_val(jval v, cast_buf *b) {
+static void repr_at(rt *r, jval v, cast_buf *b, int depth) {
+    if (visit(r, b, depth)) return;
     switch (v.k) {
-    case V_STR: repr_str(v.u.s.p, v.u.s.n, b); break;
+    case V_STR: repr_str(r, v.u.s.p, v.u.s.n, b); break;
     case V_UNDEF: break;
     case V_LIST:
         cast_buf_putc(b, v.u.l->tuple ? '(' : '[');
-        for (int i = 0; i < v.u.l->n; i++) {
+        for (int i = 0; i < v.u.l->n && !r->over; i++) {
             if (i) cast_buf_puts(b, ", ");
-            repr_val(v.u.l->v[i], b);
+            repr_at(r, v.u.l->v[i], b, depth + 1);
         }
         if (v.u.l->tuple && v.u.l->n == 1) cast_buf_putc(b, ',');
         cast_buf_putc(b, v.u.l->tuple ? ')' : ']');
@@ -1592,24 +1714,26 @@ static void repr_val(jval v, cast_buf *b) {
     case V_DICT:
         if (v.u.d->ns) cast_buf_puts(b, "<Namespace ");
         cast_buf_putc(b, '{');
-        for (int i = 0; i < v.u.d->n; i++) {
+        for (int i = 0; i < v.u.d->n && !r->over; i++) {
             if (i) cast_buf_puts(b, ", ");
-            repr_val(v.u.d->keys[i], b);
+            repr_at(r, v.u.d->keys[i], b, depth + 1);
             cast_buf_puts(b, ": ");
-            repr_val(v.u.d->vals[i], b);
+            repr_at(r, v.u.d->vals[i], b, depth + 1);
         }
         cast_buf_putc(b, '}');
         if (v.u.d->ns) cast_buf_putc(b, '>');
         break;
     case V_FUNC: cast_buf_printf(b, "<function %s>", v.u.fn->name ? v.u.fn->name : "?"); break;
-    default: str_val(v, b);
+    default: str_at(r, v, b, depth);
     }
 }
+
+static void str_val(rt *r, jval v, cast_buf *b) { str_at(r, v, b, 0); }
 
 static jval to_str(rt *r, jval v) {
     if (v.k == V_STR) return v;
     cast_buf b = {0};
-    str_val(v, &b);
+    str_val(r, v, &b);
     jval s = vstr_copy(&r->a, b.data ? b.data : "", b.len);
     cast_buf_free(&b);
     return s;
@@ -1617,8 +1741,19 @@ static jval to_str(rt *r, jval v) {
 
 static jval buf_to_str(rt *r, cast_buf *b) { return vstr_copy(&r->a, b->data ? b->data : "", b->len); }
 
-/* json.dumps(v, ensure_ascii=False, indent=indent), transformers' tojson */
-static int json_val(rt *r, jval v, cast_buf *b, int indent, int level) {
+/* A newline and `spaces` spaces of tojson's indentation. */
+static int json_indent(rt *r, cast_buf *b, int64_t spaces) {
+    if (spaces > (int64_t)MAX_MEMORY) return over_limit(r, "memory");
+    if (spend_bytes(r, (size_t)spaces) || room(r, b->len + (size_t)spaces)) return -1;
+    cast_buf_putc(b, '\n');
+    for (int64_t s = 0; s < spaces; s++) cast_buf_putc(b, ' ');
+    return 0;
+}
+
+/* json.dumps(v, ensure_ascii=False, indent=indent), transformers' tojson;
+ * indent < 0: none. */
+static int json_val(rt *r, jval v, cast_buf *b, int64_t indent, int level) {
+    if (visit(r, b, level)) return -1;
     switch (v.k) {
     case V_NONE: cast_buf_puts(b, "null"); return 0;
     case V_BOOL: cast_buf_puts(b, v.u.b ? "true" : "false"); return 0;
@@ -1628,7 +1763,10 @@ static int json_val(rt *r, jval v, cast_buf *b, int indent, int level) {
         else if (isinf(v.u.f)) cast_buf_puts(b, v.u.f < 0 ? "-Infinity" : "Infinity");
         else fmt_float(v.u.f, b);
         return 0;
-    case V_STR: cast_buf_json_string(b, v.u.s.p, v.u.s.n); return 0;
+    case V_STR:
+        if (spend_bytes(r, v.u.s.n)) return -1;
+        cast_buf_json_string(b, v.u.s.p, v.u.s.n);
+        return 0;
     case V_LIST:
     case V_DICT: {
         int is_list = v.k == V_LIST;
@@ -1640,24 +1778,19 @@ static int json_val(rt *r, jval v, cast_buf *b, int indent, int level) {
         }
         for (int i = 0; i < n; i++) {
             if (i) cast_buf_puts(b, indent >= 0 ? "," : ", ");
-            if (indent >= 0) {
-                cast_buf_putc(b, '\n');
-                for (int s = 0; s < indent * (level + 1); s++) cast_buf_putc(b, ' ');
-            }
+            if (indent >= 0 && json_indent(r, b, indent > (int64_t)MAX_MEMORY ? indent : indent * (level + 1))) return -1;
             if (is_list) {
                 if (json_val(r, v.u.l->v[i], b, indent, level + 1)) return -1;
             } else {
                 jval key = v.u.d->keys[i];
                 if (key.k != V_STR) key = to_str(r, key);
+                if (spend_bytes(r, key.u.s.n)) return -1;
                 cast_buf_json_string(b, key.u.s.p, key.u.s.n);
                 cast_buf_puts(b, ": ");
                 if (json_val(r, v.u.d->vals[i], b, indent, level + 1)) return -1;
             }
         }
-        if (indent >= 0) {
-            cast_buf_putc(b, '\n');
-            for (int s = 0; s < indent * level; s++) cast_buf_putc(b, ' ');
-        }
+        if (indent >= 0 && json_indent(r, b, indent > (int64_t)MAX_MEMORY ? indent : indent * level)) return -1;
         cast_buf_putc(b, is_list ? ']' : '}');
         return 0;
     }
@@ -1704,13 +1837,13 @@ static int in_set(int32_t c, const char *chars, size_t n) {
 }
 
 /* str.strip / lstrip / rstrip (chars: NULL = Python whitespace) */
-static jval str_strip(jval s, jval chars, int left, int right) {
+static jval str_strip(rt *r, jval s, jval chars, int left, int right) {
     const char *p = s.u.s.p;
     size_t n = s.u.s.n, start = 0, end = n;
     const char *cs = chars.k == V_STR ? chars.u.s.p : NULL;
     size_t cn = chars.k == V_STR ? chars.u.s.n : 0;
     if (left) {
-        while (start < end) {
+        while (start < end && !spend_bytes(r, cn)) {
             size_t i = start;
             int32_t c = u8_next(p, n, &i);
             if (cs ? !in_set(c, cs, cn) : !py_space(c)) break;
@@ -1718,7 +1851,7 @@ static jval str_strip(jval s, jval chars, int left, int right) {
         }
     }
     if (right) {
-        while (end > start) {
+        while (end > start && !spend_bytes(r, cn)) {
             size_t j = end - 1;
             while (j > start && ((unsigned char)p[j] & 0xC0) == 0x80) j--;
             size_t i = j;
@@ -1730,11 +1863,16 @@ static jval str_strip(jval s, jval chars, int left, int right) {
     return vstr(p + start, end - start);
 }
 
-static const char *memfind(const char *h, size_t hn, const char *nd, size_t nn) {
+/* First occurrence of nd in h, or NULL (also once over the work limit). */
+static const char *memfind(rt *r, const char *h, size_t hn, const char *nd, size_t nn) {
     if (nn == 0) return h;
-    if (nn > hn) return NULL;
+    if (nn > hn || spend_bytes(r, hn)) return NULL;
     for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == nd[0] && memcmp(h + i, nd, nn) == 0) return h + i;
+        if (h[i] == nd[0]) {
+            /* each candidate may compare up to nn bytes */
+            if (spend_bytes(r, nn)) return NULL;
+            if (memcmp(h + i, nd, nn) == 0) return h + i;
+        }
     return NULL;
 }
 
@@ -1742,6 +1880,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
     jval out = vlist(&r->a);
     const char *p = s.u.s.p;
     size_t n = s.u.s.n;
+    if (spend_bytes(r, n)) return out;
     if (sep.k != V_STR) {
         /* split on runs of whitespace, no empty strings */
         size_t i = 0;
@@ -1756,7 +1895,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
             i = j;
             if (i >= n) break;
             if (maxsplit >= 0 && splits >= maxsplit) {
-                list_push(&r->a, out.u.l, vstr(p + i, n - i)); /* the rest, as is */
+                push(r, out.u.l, vstr(p + i, n - i)); /* the rest, as is */
                 break;
             }
             while (j < n) {
@@ -1764,7 +1903,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
                 if (py_space(u8_next(p, n, &k))) break;
                 j = k;
             }
-            list_push(&r->a, out.u.l, vstr(p + i, j - i));
+            if (push(r, out.u.l, vstr(p + i, j - i))) break;
             splits++;
             i = j;
         }
@@ -1773,12 +1912,12 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
     size_t i = 0;
     int64_t splits = 0;
     for (;;) {
-        const char *f = (maxsplit < 0 || splits < maxsplit) ? memfind(p + i, n - i, sep.u.s.p, sep.u.s.n) : NULL;
+        const char *f = (maxsplit < 0 || splits < maxsplit) ? memfind(r, p + i, n - i, sep.u.s.p, sep.u.s.n) : NULL;
         if (!f) {
-            list_push(&r->a, out.u.l, vstr(p + i, n - i));
+            push(r, out.u.l, vstr(p + i, n - i));
             return out;
         }
-        list_push(&r->a, out.u.l, vstr(p + i, (size_t)(f - (p + i))));
+        if (push(r, out.u.l, vstr(p + i, (size_t)(f - (p + i))))) return out;
         i = (size_t)(f - p) + sep.u.s.n;
         splits++;
     }
@@ -1789,6 +1928,8 @@ static jval str_case(rt *r, jval s, int mode) {
      * (upper after start or one of -, whitespace, ( { [ <) */
     cast_buf b = {0};
     int prev_cased = 0, first = 1, prev_sep = 1;
+    /* a case mapping at most doubles the bytes of a character */
+    if (spend_bytes(r, s.u.s.n) || room_items(r, s.u.s.n, 4)) return vstr("", 0);
     for (size_t i = 0; i < s.u.s.n;) {
         int32_t c = u8_next(s.u.s.p, s.u.s.n, &i);
         int32_t o;
@@ -1810,12 +1951,33 @@ static jval str_case(rt *r, jval s, int mode) {
     return out;
 }
 
+/* Occurrences str.replace would replace (count < 0: all). */
+static int64_t replace_count(rt *r, jval s, jval old, int64_t count) {
+    if (old.u.s.n == 0) {
+        int64_t slots = (int64_t)u8_len(s.u.s.p, s.u.s.n) + 1; /* between characters and at both ends */
+        return count >= 0 && count < slots ? count : slots;
+    }
+    int64_t done = 0;
+    for (const char *p = s.u.s.p, *end = p + s.u.s.n, *f; (count < 0 || done < count) &&
+                                                          (f = memfind(r, p, (size_t)(end - p), old.u.s.p, old.u.s.n));
+         p = f + old.u.s.n)
+        done++;
+    return done;
+}
+
 static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
     cast_buf b = {0};
     size_t i = 0;
     int64_t done = 0;
     const char *p = s.u.s.p;
     size_t n = s.u.s.n;
+    /* the result's size is known before it is built: many copies of a long
+     * `new` must not outgrow the memory limit first */
+    if (spend_bytes(r, n)) return vstr("", 0);
+    int64_t times = replace_count(r, s, old, count);
+    if (times > 0 && (new_.u.s.n > MAX_MEMORY / (size_t)times || room(r, n + (size_t)times * new_.u.s.n)))
+        return over_limit(r, "memory"), vstr("", 0);
+    if (r->over || spend_bytes(r, n + (size_t)times * new_.u.s.n)) return vstr("", 0);
     if (old.u.s.n == 0) {
         /* Python inserts `new` between every character */
         for (size_t k = 0; k <= n;) {
@@ -1831,7 +1993,7 @@ static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
         }
     } else {
         while (i <= n) {
-            const char *f = (count < 0 || done < count) ? memfind(p + i, n - i, old.u.s.p, old.u.s.n) : NULL;
+            const char *f = (count < 0 || done < count) ? memfind(r, p + i, n - i, old.u.s.p, old.u.s.n) : NULL;
             if (!f) {
                 cast_buf_append(&b, p + i, n - i);
                 break;
@@ -1847,16 +2009,18 @@ static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
     return out;
 }
 
-/* s.startswith(prefix or tuple of prefixes) */
-static int str_affix(jval s, jval x, int end) {
-    if (x.k == V_LIST) {
-        for (int i = 0; i < x.u.l->n; i++)
-            if (str_affix(s, x.u.l->v[i], end)) return 1;
-        return 0;
-    }
-    if (x.k != V_STR || x.u.s.n > s.u.s.n) return 0;
+static int str_affix1(rt *r, jval s, jval x, int end) {
+    if (x.k != V_STR || x.u.s.n > s.u.s.n || spend_bytes(r, x.u.s.n)) return 0;
     const char *p = end ? s.u.s.p + s.u.s.n - x.u.s.n : s.u.s.p;
     return memcmp(p, x.u.s.p, x.u.s.n) == 0;
+}
+
+/* s.startswith(prefix or tuple of prefixes) */
+static int str_affix(rt *r, jval s, jval x, int end) {
+    if (x.k != V_LIST) return str_affix1(r, s, x, end);
+    for (int i = 0; i < x.u.l->n; i++)
+        if (str_affix1(r, s, x.u.l->v[i], end)) return 1;
+    return 0;
 }
 
 /* --- iteration, indexing, slicing */
@@ -1867,7 +2031,8 @@ static int iter_list(rt *r, jval v, jlist **out) {
     case V_UNDEF: *out = vlist(&r->a).u.l; return 0;
     case V_DICT: {
         jval l = vlist(&r->a);
-        for (int i = 0; i < v.u.d->n; i++) list_push(&r->a, l.u.l, v.u.d->keys[i]);
+        for (int i = 0; i < v.u.d->n; i++)
+            if (push(r, l.u.l, v.u.d->keys[i])) return -1;
         *out = l.u.l;
         return 0;
     }
@@ -1876,7 +2041,7 @@ static int iter_list(rt *r, jval v, jlist **out) {
         for (size_t i = 0; i < v.u.s.n;) {
             size_t s = i;
             u8_next(v.u.s.p, v.u.s.n, &i);
-            list_push(&r->a, l.u.l, vstr(v.u.s.p + s, i - s));
+            if (push(r, l.u.l, vstr(v.u.s.p + s, i - s))) return -1;
         }
         *out = l.u.l;
         return 0;
@@ -1890,9 +2055,7 @@ static jval dict_items(rt *r, jdict *d) {
     for (int i = 0; i < d->n; i++) {
         jval pair = vlist(&r->a);
         pair.u.l->tuple = 1;
-        list_push(&r->a, pair.u.l, d->keys[i]);
-        list_push(&r->a, pair.u.l, d->vals[i]);
-        list_push(&r->a, l.u.l, pair);
+        if (push(r, pair.u.l, d->keys[i]) || push(r, pair.u.l, d->vals[i]) || push(r, l.u.l, pair)) break;
     }
     return l;
 }
@@ -1911,6 +2074,7 @@ static int is_method(jval obj, const char *name) {
 static jval get_attr(rt *r, jval obj, const char *name) {
     if (is_method(obj, name)) return mk_func(r, FN_METHOD, name, obj);
     if (obj.k == V_DICT) {
+        if (spend(r, obj.u.d->n)) return UNDEF;
         int i = dict_find_s(obj.u.d, name);
         return i >= 0 ? obj.u.d->vals[i] : UNDEF;
     }
@@ -1919,7 +2083,7 @@ static jval get_attr(rt *r, jval obj, const char *name) {
 
 static jval get_item(rt *r, jval obj, jval key) {
     if (obj.k == V_DICT) {
-        int i = dict_find(obj.u.d, key);
+        int i = dict_find(r, obj.u.d, key);
         if (i >= 0) return obj.u.d->vals[i];
         if (key.k == V_STR && !obj.u.d->ns) {
             char *name = astrndup(&r->a, key.u.s.p, key.u.s.n);
@@ -1934,7 +2098,8 @@ static jval get_item(rt *r, jval obj, jval key) {
             return (i >= 0 && i < obj.u.l->n) ? obj.u.l->v[i] : UNDEF;
         }
         size_t count;
-        size_t *off = u8_offsets(&r->a, obj.u.s.p, obj.u.s.n, &count);
+        size_t *off = u8_offsets(r, obj.u.s.p, obj.u.s.n, &count);
+        if (!off) return UNDEF;
         if (i < 0) i += (int64_t)count;
         if (i < 0 || i >= (int64_t)count) return UNDEF;
         return vstr(obj.u.s.p + off[i], off[i + 1] - off[i]);
@@ -1975,13 +2140,15 @@ static int do_slice(rt *r, jval obj, jval a, jval b, jval c, jval *out) {
     if (obj.k == V_LIST) {
         slice_indices(obj.u.l->n, a, b, c, &start, &stop, &step);
         jval l = vlist(&r->a);
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) list_push(&r->a, l.u.l, obj.u.l->v[i]);
+        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+            if (push(r, l.u.l, obj.u.l->v[i])) return -1;
         *out = l;
         return 0;
     }
     if (obj.k == V_STR) {
         size_t count;
-        size_t *off = u8_offsets(&r->a, obj.u.s.p, obj.u.s.n, &count);
+        size_t *off = u8_offsets(r, obj.u.s.p, obj.u.s.n, &count);
+        if (!off) return -1;
         slice_indices((int64_t)count, a, b, c, &start, &stop, &step);
         if (step == 1) {
             *out = start < stop ? vstr(obj.u.s.p + off[start], off[stop] - off[start]) : vstr("", 0);
@@ -2003,7 +2170,10 @@ static int do_slice(rt *r, jval obj, jval a, jval b, jval c, jval *out) {
 
 /* --- operators */
 
-static int compare(rt *r, jval a, jval b, int *out) {
+/* Python's <, as -1 / 0 / 1 in *out; depth bounds nested lists. */
+static int compare_at(rt *r, jval a, jval b, int *out, int depth) {
+    if (spend(r, 1)) return -1;
+    if (depth > MAX_VALUE_NEST) return over_limit(r, "value nesting");
     if (is_num(a) && is_num(b)) {
         double x = num_f(a), y = num_f(b);
         if (a.k != V_FLOAT && b.k != V_FLOAT) {
@@ -2014,14 +2184,16 @@ static int compare(rt *r, jval a, jval b, int *out) {
     }
     if (a.k == V_STR && b.k == V_STR) {
         size_t n = a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n;
+        if (spend_bytes(r, n)) return -1;
         int c = memcmp(a.u.s.p, b.u.s.p, n);
         *out = c ? (c < 0 ? -1 : 1) : (a.u.s.n < b.u.s.n ? -1 : a.u.s.n > b.u.s.n);
         return 0;
     }
     if (a.k == V_LIST && b.k == V_LIST) {
         for (int i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
-            if (veq(a.u.l->v[i], b.u.l->v[i])) continue;
-            return compare(r, a.u.l->v[i], b.u.l->v[i], out);
+            if (veq_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1)) continue;
+            if (r->over) return -1;
+            return compare_at(r, a.u.l->v[i], b.u.l->v[i], out, depth + 1);
         }
         *out = a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
         return 0;
@@ -2029,18 +2201,19 @@ static int compare(rt *r, jval a, jval b, int *out) {
     return rfail(r, "cannot compare %s with %s", type_name(a), type_name(b));
 }
 
+static int compare(rt *r, jval a, jval b, int *out) { return compare_at(r, a, b, out, 0); }
+
 static int contains(rt *r, jval hay, jval needle, int *out) {
     switch (hay.k) {
     case V_STR:
         if (needle.k != V_STR) return rfail(r, "'in <string>' requires a string, not %s", type_name(needle));
-        *out = memfind(hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL;
-        return 0;
+        *out = memfind(r, hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL;
+        return r->over ? -1 : 0;
     case V_LIST:
         *out = 0;
-        for (int i = 0; i < hay.u.l->n; i++)
-            if (veq(hay.u.l->v[i], needle)) *out = 1;
-        return 0;
-    case V_DICT: *out = dict_find(hay.u.d, needle) >= 0; return 0;
+        for (int i = 0; i < hay.u.l->n && !*out && !r->over; i++) *out = veq(r, hay.u.l->v[i], needle);
+        return r->over ? -1 : 0;
+    case V_DICT: *out = dict_find(r, hay.u.d, needle) >= 0; return r->over ? -1 : 0;
     case V_UNDEF: *out = 0; return 0;
     default: return rfail(r, "argument of type '%s' is not iterable", type_name(hay));
     }
@@ -2049,6 +2222,7 @@ static int contains(rt *r, jval hay, jval needle, int *out) {
 static int binop(rt *r, int op, jval a, jval b, jval *out) {
     if (op == OP_ADD) {
         if (a.k == V_STR && b.k == V_STR) {
+            if (spend_bytes(r, a.u.s.n + b.u.s.n) || room(r, a.u.s.n + b.u.s.n)) return -1;
             char *p = aalloc(&r->a, a.u.s.n + b.u.s.n + 1);
             memcpy(p, a.u.s.p, a.u.s.n);
             memcpy(p + a.u.s.n, b.u.s.p, b.u.s.n);
@@ -2057,8 +2231,10 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
         }
         if (a.k == V_LIST && b.k == V_LIST) {
             jval l = vlist(&r->a);
-            for (int i = 0; i < a.u.l->n; i++) list_push(&r->a, l.u.l, a.u.l->v[i]);
-            for (int i = 0; i < b.u.l->n; i++) list_push(&r->a, l.u.l, b.u.l->v[i]);
+            for (int i = 0; i < a.u.l->n; i++)
+                if (push(r, l.u.l, a.u.l->v[i])) return -1;
+            for (int i = 0; i < b.u.l->n; i++)
+                if (push(r, l.u.l, b.u.l->v[i])) return -1;
             *out = l;
             return 0;
         }
@@ -2067,6 +2243,9 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
         int64_t times = num_i(b);
         if (times > MAX_RANGE) return rfail(r, "repetition too large");
         if (a.k == V_STR) {
+            /* the size is known: refuse it before building it */
+            if (times > 0 && (room_items(r, (size_t)times, a.u.s.n) || spend_bytes(r, (size_t)times * a.u.s.n)))
+                return -1;
             cast_buf s = {0};
             for (int64_t i = 0; i < times; i++) cast_buf_append(&s, a.u.s.p, a.u.s.n);
             *out = buf_to_str(r, &s);
@@ -2074,7 +2253,8 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
         } else {
             jval l = vlist(&r->a);
             for (int64_t i = 0; i < times; i++)
-                for (int k = 0; k < a.u.l->n; k++) list_push(&r->a, l.u.l, a.u.l->v[k]);
+                for (int k = 0; k < a.u.l->n; k++)
+                    if (push(r, l.u.l, a.u.l->v[k])) return -1;
             *out = l;
         }
         return 0;
@@ -2110,9 +2290,14 @@ static int binop(rt *r, int op, jval a, jval b, jval *out) {
         if (ints) {
             if (j == 0) return rfail(r, "integer division or modulo by zero");
             if (i == INT64_MIN && j == -1) return rfail(r, "integer overflow");
-            int64_t q = i / j;
-            if ((i % j != 0) && ((i < 0) != (j < 0))) q--;
-            *out = op == OP_FDIV ? vint(q) : vint(i - q * j);
+            /* floor division and a modulo with the divisor's sign; the
+             * remainder is adjusted directly, as i - q * j may overflow */
+            int64_t q = i / j, m = i % j;
+            if (m != 0 && ((m < 0) != (j < 0))) {
+                q--;
+                m += j;
+            }
+            *out = op == OP_FDIV ? vint(q) : vint(m);
         } else {
             if (y == 0) return rfail(r, "float division by zero");
             double q = floor(x / y);
@@ -2160,10 +2345,10 @@ static int do_test(rt *r, const char *name, jval v, const args *a, int *out) {
         int64_t i, j;
         if (want_int(r, v, name, &i) || want_int(r, x, name, &j)) return -1;
         if (j == 0) return rfail(r, "divisibleby 0");
-        *out = i % j == 0;
-    } else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==")) *out = veq(v, x);
-    else if (!strcmp(name, "ne") || !strcmp(name, "!=")) *out = !veq(v, x);
-    else if (!strcmp(name, "sameas")) *out = veq(v, x) && v.k == x.k;
+        *out = j == -1 || i % j == 0; /* INT64_MIN % -1 overflows in C */
+    } else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==")) *out = veq(r, v, x);
+    else if (!strcmp(name, "ne") || !strcmp(name, "!=")) *out = !veq(r, v, x);
+    else if (!strcmp(name, "sameas")) *out = veq(r, v, x) && v.k == x.k;
     else if (!strcmp(name, "lt") || !strcmp(name, "le") || !strcmp(name, "gt") || !strcmp(name, "ge") ||
              !strcmp(name, "lessthan") || !strcmp(name, "greaterthan")) {
         int c;
@@ -2177,10 +2362,10 @@ static int do_test(rt *r, const char *name, jval v, const args *a, int *out) {
         if (v.k != V_STR) *out = 0;
         else {
             jval c = str_case(r, v, name[0] == 'u');
-            *out = veq(c, v);
+            *out = veq(r, c, v);
         }
     } else return rfail(r, "unknown test '%s'", name);
-    return 0;
+    return r->over ? -1 : 0;
 }
 
 /* --- filters */
@@ -2191,6 +2376,7 @@ static jval attr_path(rt *r, jval v, jval attr) {
     /* "a.b" attribute paths, as Jinja's map/selectattr/sort accept */
     if (attr.k != V_STR) return get_item(r, v, attr);
     const char *p = attr.u.s.p, *end = p + attr.u.s.n;
+    if (spend_bytes(r, attr.u.s.n)) return UNDEF;
     while (p <= end) {
         const char *dot = memchr(p, '.', (size_t)(end - p));
         const char *stop = dot ? dot : end;
@@ -2210,19 +2396,14 @@ typedef struct keyed {
 } keyed;
 
 /* Stable merge sort with a context (qsort has none, and Jinja's sort is stable). */
-static int sort_keyed(rt *r, keyed *v, keyed *tmp, int n, int ci) {
+static int sort_keyed(rt *r, keyed *v, keyed *tmp, int n) {
     if (n < 2) return 0;
     int h = n / 2;
-    if (sort_keyed(r, v, tmp, h, ci) || sort_keyed(r, v + h, tmp, n - h, ci)) return -1;
+    if (sort_keyed(r, v, tmp, h) || sort_keyed(r, v + h, tmp, n - h)) return -1;
     int i = 0, j = h, k = 0;
     while (i < h && j < n) {
-        jval a = v[i].key, b = v[j].key;
-        if (ci && a.k == V_STR && b.k == V_STR) {
-            a = str_case(r, a, 0);
-            b = str_case(r, b, 0);
-        }
         int c;
-        if (compare(r, a, b, &c)) return -1;
+        if (compare(r, v[i].key, v[j].key, &c)) return -1;
         tmp[k++] = c <= 0 ? v[i++] : v[j++];
     }
     while (i < h) tmp[k++] = v[i++];
@@ -2235,11 +2416,14 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     jval a0 = arg(a, 0, NULL);
     if (!strcmp(name, "trim") || !strcmp(name, "strip")) {
         if (v.k != V_STR) v = to_str(r, v);
-        *out = str_strip(v, arg(a, 0, "chars"), 1, 1);
-        return 0;
+        *out = str_strip(r, v, arg(a, 0, "chars"), 1, 1);
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "length") || !strcmp(name, "count")) {
-        if (v.k == V_STR) *out = vint((int64_t)u8_len(v.u.s.p, v.u.s.n));
+        if (v.k == V_STR) {
+            if (spend_bytes(r, v.u.s.n)) return -1;
+            *out = vint((int64_t)u8_len(v.u.s.p, v.u.s.n));
+        }
         else if (v.k == V_LIST) *out = vint(v.u.l->n);
         else if (v.k == V_DICT) *out = vint(v.u.d->n);
         else if (v.k == V_UNDEF) *out = vint(0);
@@ -2257,8 +2441,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     if (!strcmp(name, "tojson")) {
         /* transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) */
         jval ind = arg(a, 1, "indent");
-        int indent = -1;
-        if (ind.k == V_INT) indent = (int)ind.u.i;
+        int64_t indent = ind.k == V_INT ? ind.u.i : -1;
         if (truthy(arg(a, 0, "ensure_ascii")) || truthy(arg(a, 2, "separators")) || truthy(arg(a, 3, "sort_keys")))
             return rfail(r, "tojson: only the indent argument is supported");
         cast_buf b = {0};
@@ -2281,7 +2464,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         v = to_str(r, v);
         if (want_str(r, old, "replace") || want_str(r, new_, "replace")) return -1;
         *out = str_replace(r, v, old, new_, cnt.k == V_INT ? cnt.u.i : -1);
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "default") || !strcmp(name, "d")) {
         jval dv = arg(a, 0, "default_value");
@@ -2300,7 +2483,8 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         jlist *l;
         if (iter_list(r, v, &l)) return -1;
         jval c = vlist(&r->a);
-        for (int i = 0; i < l->n; i++) list_push(&r->a, c.u.l, l->v[i]);
+        for (int i = 0; i < l->n; i++)
+            if (push(r, c.u.l, l->v[i])) return -1;
         *out = c;
         return 0;
     }
@@ -2315,7 +2499,8 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         jlist *l;
         if (iter_list(r, v, &l)) return -1;
         jval c = vlist(&r->a);
-        for (int i = l->n - 1; i >= 0; i--) list_push(&r->a, c.u.l, l->v[i]);
+        for (int i = l->n - 1; i >= 0; i--)
+            if (push(r, c.u.l, l->v[i])) return -1;
         *out = c;
         return 0;
     }
@@ -2326,13 +2511,13 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         if (sep.k == V_UNDEF) sep = vstr("", 0);
         sep = to_str(r, sep);
         cast_buf b = {0};
-        for (int i = 0; i < l->n; i++) {
-            if (i) cast_buf_append(&b, sep.u.s.p, sep.u.s.n);
-            str_val(attr.k != V_UNDEF ? attr_path(r, l->v[i], attr) : l->v[i], &b);
+        for (int i = 0; i < l->n && !r->over; i++) {
+            if (i && !spend_bytes(r, sep.u.s.n) && !room(r, b.len + sep.u.s.n)) cast_buf_append(&b, sep.u.s.p, sep.u.s.n);
+            str_val(r, attr.k != V_UNDEF ? attr_path(r, l->v[i], attr) : l->v[i], &b);
         }
         *out = buf_to_str(r, &b);
         cast_buf_free(&b);
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "map")) {
         jlist *l;
@@ -2350,7 +2535,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
                 char *fname = astrndup(&r->a, a0.u.s.p, a0.u.s.n);
                 if (do_filter(r, fname, l->v[i], &sub, &x)) return -1;
             }
-            list_push(&r->a, res.u.l, x);
+            if (push(r, res.u.l, x)) return -1;
         }
         *out = res;
         return 0;
@@ -2373,7 +2558,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
                 char *tname = astrndup(&r->a, test.u.s.p, test.u.s.n);
                 if (do_test(r, tname, x, &sub, &ok)) return -1;
             }
-            if (ok == keep_true) list_push(&r->a, res.u.l, l->v[i]);
+            if (ok == keep_true && push(r, res.u.l, l->v[i])) return -1;
         }
         *out = res;
         return 0;
@@ -2392,10 +2577,13 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         for (int i = 0; i < l->n; i++) {
             k[i].val = l->v[i];
             k[i].key = dictsort ? l->v[i].u.l->v[0] : attr.k != V_UNDEF ? attr_path(r, l->v[i], attr) : l->v[i];
+            /* case-insensitive: lowered once here, not at every comparison */
+            if (!truthy(cs) && k[i].key.k == V_STR) k[i].key = str_case(r, k[i].key, 0);
         }
-        if (sort_keyed(r, k, tmp, l->n, !truthy(cs))) return -1;
+        if (sort_keyed(r, k, tmp, l->n)) return -1;
         jval res = vlist(&r->a);
-        for (int i = 0; i < l->n; i++) list_push(&r->a, res.u.l, k[truthy(rev) ? l->n - 1 - i : i].val);
+        for (int i = 0; i < l->n; i++)
+            if (push(r, res.u.l, k[truthy(rev) ? l->n - 1 - i : i].val)) return -1;
         *out = res;
         return 0;
     }
@@ -2406,7 +2594,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         for (int i = 0; i < l->n; i++) {
             int seen;
             if (contains(r, res, l->v[i], &seen)) return -1;
-            if (!seen) list_push(&r->a, res.u.l, l->v[i]);
+            if (!seen && push(r, res.u.l, l->v[i])) return -1;
         }
         *out = res;
         return 0;
@@ -2432,6 +2620,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     }
     if (!strcmp(name, "int")) {
         if (v.k == V_STR) {
+            if (spend_bytes(r, v.u.s.n)) return -1;
             char *s = astrndup(&r->a, v.u.s.p, v.u.s.n), *e;
             long long x = strtoll(s, &e, 10);
             while (*e && py_space((unsigned char)*e)) e++;
@@ -2442,6 +2631,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     }
     if (!strcmp(name, "float")) {
         if (v.k == V_STR) {
+            if (spend_bytes(r, v.u.s.n)) return -1;
             char *s = astrndup(&r->a, v.u.s.p, v.u.s.n), *e;
             double x = strtod(s, &e);
             *out = (*s && !*e) ? vfloat(x) : (a0.k == V_UNDEF ? vfloat(0) : a0);
@@ -2473,6 +2663,14 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
         else
             for (int64_t i = 0; i < (w.k == V_INT ? w.u.i : 4); i++) cast_buf_putc(&pad, ' ');
         v = to_str(r, v);
+        /* the result's size first: a long prefix on many lines adds up */
+        size_t lines = 1;
+        for (const char *q = v.u.s.p, *e = q + v.u.s.n; (q = memchr(q, '\n', (size_t)(e - q))); q++) lines++;
+        if (spend_bytes(r, v.u.s.n) || room_items(r, lines, pad.len + 1) || room(r, v.u.s.n + lines * (pad.len + 1)) ||
+            spend_bytes(r, lines * pad.len)) {
+            cast_buf_free(&pad);
+            return -1;
+        }
         if (first) cast_buf_append(&b, pad.data ? pad.data : "", pad.len);
         size_t i = 0;
         for (int line = 0; i < v.u.s.n; line++) {
@@ -2493,7 +2691,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     if (!strcmp(name, "wordcount")) {
         v = to_str(r, v);
         *out = vint(str_split(r, v, UNDEF, -1).u.l->n);
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "attr")) {
         if (want_str(r, a0, "attr")) return -1;
@@ -2502,6 +2700,7 @@ static int do_filter(rt *r, const char *name, jval v, const args *a, jval *out) 
     }
     if (!strcmp(name, "e") || !strcmp(name, "escape") || !strcmp(name, "forceescape")) {
         v = to_str(r, v);
+        if (spend_bytes(r, v.u.s.n) || room_items(r, v.u.s.n, 5)) return -1; /* "&#34;" for one byte */
         cast_buf b = {0};
         for (size_t i = 0; i < v.u.s.n; i++) {
             char c = v.u.s.p[i];
@@ -2528,21 +2727,21 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
         else if (!strcmp(m, "keys") || !strcmp(m, "values")) {
             jval l = vlist(&r->a);
             for (int i = 0; i < self.u.d->n; i++)
-                list_push(&r->a, l.u.l, m[0] == 'k' ? self.u.d->keys[i] : self.u.d->vals[i]);
+                if (push(r, l.u.l, m[0] == 'k' ? self.u.d->keys[i] : self.u.d->vals[i])) return -1;
             *out = l;
         } else {
-            int i = dict_find(self.u.d, a0);
+            int i = dict_find(r, self.u.d, a0);
             *out = i >= 0 ? self.u.d->vals[i] : (a1.k == V_UNDEF ? NONE : a1);
         }
-        return 0;
+        return r->over ? -1 : 0;
     }
     /* string methods */
     if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
         if (a0.k != V_STR && a0.k != V_LIST) return rfail(r, "%s expects a string", m);
-        *out = vbool(str_affix(self, a0, m[0] == 'e'));
+        *out = vbool(str_affix(r, self, a0, m[0] == 'e'));
     } else if (!strcmp(m, "strip") || !strcmp(m, "lstrip") || !strcmp(m, "rstrip")) {
         if (a0.k != V_UNDEF && a0.k != V_NONE && want_str(r, a0, m)) return -1;
-        *out = str_strip(self, a0, m[0] != 'r', m[0] != 'l');
+        *out = str_strip(r, self, a0, m[0] != 'r', m[0] != 'l');
     } else if (!strcmp(m, "split") || !strcmp(m, "rsplit")) {
         jval sep = arg(a, 0, "sep"), ms = arg(a, 1, "maxsplit");
         if (sep.k == V_STR && sep.u.s.n == 0) return rfail(r, "empty separator");
@@ -2560,19 +2759,21 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
         if (want_str(r, a0, m)) return -1;
         if (m[0] == 'c') {
             int64_t c = 0;
+            if (spend_bytes(r, self.u.s.n)) return -1;
             if (a0.u.s.n == 0) c = (int64_t)u8_len(self.u.s.p, self.u.s.n) + 1;
             else
-                for (const char *p = self.u.s.p, *f; (f = memfind(p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
+                for (const char *p = self.u.s.p, *f; (f = memfind(r, p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
                      p = f + a0.u.s.n)
                     c++;
             *out = vint(c);
         } else {
             const char *best = NULL;
-            for (const char *p = self.u.s.p, *f; (f = memfind(p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
+            for (const char *p = self.u.s.p, *f; (f = memfind(r, p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
                  p = f + 1) {
                 best = f;
                 if (m[0] == 'f' || f >= self.u.s.p + self.u.s.n) break;
             }
+            if (spend_bytes(r, self.u.s.n)) return -1;
             *out = vint(best ? (int64_t)u8_len(self.u.s.p, (size_t)(best - self.u.s.p)) : -1);
         }
     } else if (!strcmp(m, "join")) {
@@ -2583,6 +2784,11 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
             if (l->v[i].k != V_STR) {
                 cast_buf_free(&b);
                 return rfail(r, "join: sequence item %d: expected str, %s found", i, type_name(l->v[i]));
+            }
+            size_t add = (i ? self.u.s.n : 0) + l->v[i].u.s.n;
+            if (spend_bytes(r, add) || room(r, b.len + add)) {
+                cast_buf_free(&b);
+                return -1;
             }
             if (i) cast_buf_append(&b, self.u.s.p, self.u.s.n);
             cast_buf_append(&b, l->v[i].u.s.p, l->v[i].u.s.n);
@@ -2596,11 +2802,12 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
             const char *nl = memchr(self.u.s.p + i, '\n', self.u.s.n - i);
             size_t end = nl ? (size_t)(nl - self.u.s.p) : self.u.s.n;
             size_t e2 = end > i && self.u.s.p[end - 1] == '\r' ? end - 1 : end;
-            list_push(&r->a, l.u.l, vstr(self.u.s.p + i, e2 - i));
+            if (push(r, l.u.l, vstr(self.u.s.p + i, e2 - i))) return -1;
             i = end + 1;
         }
         *out = l;
     } else if (!strncmp(m, "is", 2)) {
+        if (spend_bytes(r, self.u.s.n)) return -1;
         int ok = self.u.s.n > 0;
         for (size_t i = 0; i < self.u.s.n && ok;) {
             int32_t c = u8_next(self.u.s.p, self.u.s.n, &i);
@@ -2613,7 +2820,7 @@ static int call_method(rt *r, jval self, const char *m, const args *a, jval *out
     } else {
         return rfail(r, "unsupported method str.%s", m);
     }
-    return 0;
+    return r->over ? -1 : 0;
 }
 
 static int call_global(rt *r, const char *name, const args *a, jval *out) {
@@ -2634,7 +2841,7 @@ static int call_global(rt *r, const char *name, const args *a, jval *out) {
         if (count > (double)MAX_RANGE) return rfail(r, "range too large");
         jval l = vlist(&r->a);
         for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
-            list_push(&r->a, l.u.l, vint(i));
+            if (push(r, l.u.l, vint(i))) return -1;
             if (__builtin_add_overflow(i, step, &i)) break;
         }
         *out = l;
@@ -2644,10 +2851,10 @@ static int call_global(rt *r, const char *name, const args *a, jval *out) {
         jval d = vdict(&r->a);
         d.u.d->ns = name[0] == 'n';
         if (a->np >= 1 && a->p[0].k == V_DICT)
-            for (int i = 0; i < a->p[0].u.d->n; i++) dict_set(&r->a, d.u.d, a->p[0].u.d->keys[i], a->p[0].u.d->vals[i]);
-        for (int i = 0; i < a->nk; i++) dict_set_s(&r->a, d.u.d, a->kn[i], a->kv[i]);
+            for (int i = 0; i < a->p[0].u.d->n; i++) dict_set(r, d.u.d, a->p[0].u.d->keys[i], a->p[0].u.d->vals[i]);
+        for (int i = 0; i < a->nk; i++) dict_set_s(r, d.u.d, a->kn[i], a->kv[i]);
         *out = d;
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "strftime_now")) {
         jval f = arg(a, 0, NULL);
@@ -2667,6 +2874,22 @@ static int call_global(rt *r, const char *name, const args *a, jval *out) {
 static int exec_body(rt *r, frame *f, st *const *body, int n);
 static int eval(rt *r, frame *f, const ex *e, jval *out);
 
+/* Output goes to tmp until capture_end (macro calls, {% set %} blocks); the
+ * output set aside still counts against the memory limit. */
+static cast_buf *capture_begin(rt *r, cast_buf *tmp) {
+    cast_buf *saved = r->out;
+    r->held += saved->len;
+    r->out = tmp;
+    r->capture++;
+    return saved;
+}
+
+static void capture_end(rt *r, cast_buf *saved) {
+    r->capture--;
+    r->out = saved;
+    r->held -= saved->len;
+}
+
 static int call_macro(rt *r, const st *m, const args *a, jval *out) {
     if (r->depth >= MAX_DEPTH) return rfail(r, "macro recursion too deep");
     frame *f = new_frame(r, r->root);
@@ -2683,14 +2906,11 @@ static int call_macro(rt *r, const st *m, const args *a, jval *out) {
             frame_set(r, f, m->names[i], v);
         }
     }
-    cast_buf tmp = {0}, *saved = r->out;
-    r->out = &tmp;
-    r->capture++;
+    cast_buf tmp = {0}, *saved = capture_begin(r, &tmp);
     r->depth++;
     int rc = exec_body(r, f, m->body, m->nbody);
     r->depth--;
-    r->capture--;
-    r->out = saved;
+    capture_end(r, saved);
     if (rc < 0) {
         cast_buf_free(&tmp);
         return -1;
@@ -2734,7 +2954,7 @@ static int undefined_access(rt *r, const ex *obj, const char *attr) {
     return rfail(r, "undefined value has no attribute '%s'", attr ? attr : "[]");
 }
 
-static int eval(rt *r, frame *f, const ex *e, jval *out) {
+static int eval_in(rt *r, frame *f, const ex *e, jval *out) {
     jval a, b;
     int prev_line = r->line;
     r->line = e->line;
@@ -2747,8 +2967,7 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         jval l = vlist(&r->a);
         l.u.l->tuple = e->k == EX_TUPLE;
         for (int i = 0; i < e->nargs; i++) {
-            if (eval(r, f, e->args[i], &a)) return -1;
-            list_push(&r->a, l.u.l, a);
+            if (eval(r, f, e->args[i], &a) || push(r, l.u.l, a)) return -1;
         }
         *out = l;
         break;
@@ -2757,7 +2976,7 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         jval d = vdict(&r->a);
         for (int i = 0; i < e->nargs; i++) {
             if (eval(r, f, e->args[i], &a) || eval(r, f, e->kwv[i], &b)) return -1;
-            dict_set(&r->a, d.u.d, a, b);
+            dict_set(r, d.u.d, a, b);
         }
         *out = d;
         break;
@@ -2835,8 +3054,8 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
     case EX_CONCAT: {
         if (eval(r, f, e->a, &a) || eval(r, f, e->b, &b)) return -1;
         cast_buf s = {0};
-        str_val(a, &s);
-        str_val(b, &s);
+        str_val(r, a, &s);
+        str_val(r, b, &s);
         *out = buf_to_str(r, &s);
         cast_buf_free(&s);
         break;
@@ -2846,8 +3065,8 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         r->line = e->line;
         int c;
         switch (e->op) {
-        case OP_EQ: *out = vbool(veq(a, b)); break;
-        case OP_NE: *out = vbool(!veq(a, b)); break;
+        case OP_EQ: *out = vbool(veq(r, a, b)); break;
+        case OP_NE: *out = vbool(!veq(r, a, b)); break;
         case OP_IN:
         case OP_NOTIN:
             if (contains(r, b, a, &c)) return -1;
@@ -2869,6 +3088,17 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
     }
     if (rc == 0) r->line = prev_line;
     return rc;
+}
+
+/* Every evaluation counts as work and as nesting (the C stack); a value
+ * built past a limit is never used: the limit fails the render. */
+static int eval(rt *r, frame *f, const ex *e, jval *out) {
+    if (spend(r, 1)) return -1;
+    if (r->nest >= MAX_NEST) return over_limit(r, "nesting");
+    r->nest++;
+    int rc = eval_in(r, f, e, out);
+    r->nest--;
+    return rc || r->over ? -1 : 0;
 }
 
 /* --- statements: 0 ok, -1 error, 1 break, 2 continue */
@@ -2900,28 +3130,30 @@ static int exec_for(rt *r, frame *f, const st *s) {
             frame *tf = new_frame(r, f);
             jval c;
             if (bind_targets(r, tf, s, items->v[i]) || eval(r, tf, s->cond, &c)) return -1;
-            if (truthy(c)) list_push(&r->a, kept.u.l, items->v[i]);
+            if (truthy(c) && push(r, kept.u.l, items->v[i])) return -1;
         }
         items = kept.u.l;
     }
     if (items->n == 0) return exec_body(r, f, s->orelse, s->norelse);
     int n = items->n;
     for (int i = 0; i < n; i++) {
+        /* an empty body still costs its loop variables: checked each round */
+        if (spend(r, 1) || room(r, 0)) return -1;
         frame *lf = new_frame(r, f);
         if (bind_targets(r, lf, s, items->v[i])) return -1;
         jval loop = vdict(&r->a);
         jdict *d = loop.u.d;
-        dict_set_s(&r->a, d, "index", vint(i + 1));
-        dict_set_s(&r->a, d, "index0", vint(i));
-        dict_set_s(&r->a, d, "revindex", vint(n - i));
-        dict_set_s(&r->a, d, "revindex0", vint(n - i - 1));
-        dict_set_s(&r->a, d, "first", vbool(i == 0));
-        dict_set_s(&r->a, d, "last", vbool(i == n - 1));
-        dict_set_s(&r->a, d, "length", vint(n));
-        dict_set_s(&r->a, d, "depth", vint(1));
-        dict_set_s(&r->a, d, "depth0", vint(0));
-        dict_set_s(&r->a, d, "previtem", i > 0 ? items->v[i - 1] : UNDEF);
-        dict_set_s(&r->a, d, "nextitem", i + 1 < n ? items->v[i + 1] : UNDEF);
+        dict_set_s(r, d, "index", vint(i + 1));
+        dict_set_s(r, d, "index0", vint(i));
+        dict_set_s(r, d, "revindex", vint(n - i));
+        dict_set_s(r, d, "revindex0", vint(n - i - 1));
+        dict_set_s(r, d, "first", vbool(i == 0));
+        dict_set_s(r, d, "last", vbool(i == n - 1));
+        dict_set_s(r, d, "length", vint(n));
+        dict_set_s(r, d, "depth", vint(1));
+        dict_set_s(r, d, "depth0", vint(0));
+        dict_set_s(r, d, "previtem", i > 0 ? items->v[i - 1] : UNDEF);
+        dict_set_s(r, d, "nextitem", i + 1 < n ? items->v[i + 1] : UNDEF);
         frame_set(r, lf, "loop", loop);
         int rc = exec_body(r, lf, s->body, s->nbody);
         if (rc < 0) return -1;
@@ -2930,16 +3162,15 @@ static int exec_for(rt *r, frame *f, const st *s) {
     return 0;
 }
 
-static int exec_st(rt *r, frame *f, const st *s) {
-    if (++r->steps > MAX_STEPS) return rfail(r, "template did not finish (step limit)");
+static int exec_st_in(rt *r, frame *f, const st *s) {
     r->line = s->line;
     jval v;
     switch (s->k) {
     case ST_TEXT: cast_buf_append(r->out, s->text, s->n); return 0;
     case ST_OUT:
         if (eval(r, f, s->e, &v)) return -1;
-        str_val(v, r->out);
-        return 0;
+        str_val(r, v, r->out);
+        return r->over ? -1 : 0;
     case ST_IF:
         if (eval(r, f, s->e, &v)) return -1;
         return truthy(v) ? exec_body(r, f, s->body, s->nbody) : exec_body(r, f, s->orelse, s->norelse);
@@ -2950,17 +3181,14 @@ static int exec_st(rt *r, frame *f, const st *s) {
         if (s->attr) {
             jval ns = lookup(r, f, s->names[0]);
             if (ns.k != V_DICT || !ns.u.d->ns) return rfail(r, "cannot assign attribute on non-namespace object");
-            dict_set_s(&r->a, ns.u.d, s->attr, v);
-            return 0;
+            dict_set_s(r, ns.u.d, s->attr, v);
+            return r->over ? -1 : 0;
         }
         return bind_targets(r, f, s, v);
     case ST_SETBLOCK: {
-        cast_buf tmp = {0}, *saved = r->out;
-        r->out = &tmp;
-        r->capture++;
+        cast_buf tmp = {0}, *saved = capture_begin(r, &tmp);
         int rc = exec_body(r, f, s->body, s->nbody);
-        r->capture--;
-        r->out = saved;
+        capture_end(r, saved);
         if (rc == 0) frame_set(r, f, s->names[0], buf_to_str(r, &tmp));
         cast_buf_free(&tmp);
         return rc;
@@ -2988,6 +3216,15 @@ static int exec_st(rt *r, frame *f, const st *s) {
     return rfail(r, "internal: bad statement");
 }
 
+static int exec_st(rt *r, frame *f, const st *s) {
+    if (spend(r, 1) || room(r, 0)) return -1;
+    if (r->nest >= MAX_NEST) return over_limit(r, "nesting");
+    r->nest++;
+    int rc = exec_st_in(r, f, s);
+    r->nest--;
+    return r->over ? -1 : rc;
+}
+
 static int exec_body(rt *r, frame *f, st *const *body, int n) {
     for (int i = 0; i < n; i++) {
         int rc = exec_st(r, f, body[i]);
@@ -3009,14 +3246,15 @@ static jval from_json(rt *r, const cast_json *j) {
     }
     if (cast_json_is_array(j)) {
         jval l = vlist(&r->a);
-        for (cast_json *c = cast_json_first(j); c; c = cast_json_next(c)) list_push(&r->a, l.u.l, from_json(r, c));
+        for (cast_json *c = cast_json_first(j); c; c = cast_json_next(c))
+            if (push(r, l.u.l, from_json(r, c))) break;
         return l;
     }
     if (cast_json_is_object(j)) {
         jval d = vdict(&r->a);
         for (cast_json *c = cast_json_first(j); c; c = cast_json_next(c)) {
             const char *k = cast_json_key(c);
-            dict_set(&r->a, d.u.d, vstr(k, strlen(k)), from_json(r, c));
+            dict_set(r, d.u.d, vstr(k, strlen(k)), from_json(r, c));
         }
         return d;
     }
@@ -3027,7 +3265,7 @@ int cast_jinja_render(const cast_jinja *t, const cast_json *vars, cast_buf *out,
                       int *n_spans, cast_err *err) {
     if (spans) *spans = NULL;
     if (n_spans) *n_spans = 0;
-    rt r = {.out = out, .err = err, .what = t->what};
+    rt r = {.out = out, .err = err, .what = t->what, .work = MAX_WORK};
     r.root = new_frame(&r, NULL);
     for (cast_json *c = cast_json_first(vars); c && cast_json_is_object(vars); c = cast_json_next(c))
         frame_set(&r, r.root, cast_json_key(c), from_json(&r, c));

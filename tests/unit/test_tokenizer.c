@@ -558,6 +558,54 @@ static void test_merges_and_fallback(void) {
     cast_tokenizer_free(t);
 }
 
+/* Files from elsewhere: tokenizer.json from memory, and what a hostile file
+ * must not get past loading (inputs found while fuzzing, tests/fuzz). */
+static void test_untrusted(void) {
+    cast_err err = {{0}};
+    cast_tokenizer *t = NULL;
+    /* from memory, as from the folder */
+    char *dir = cast_path_join(check_shared_data(), "tokenizers/mistral-7b-v0.1");
+    char *path = cast_path_join(dir, "tokenizer.json"), *text;
+    size_t n;
+    if (cast_read_file(path, &text, &n, &err) == 0) {
+        cast_tokenizer *f = NULL;
+        CHECK_MSG(cast_tokenizer_load_json(&t, text, n, path, &err) == 0, "%s", err.msg);
+        CHECK_MSG(cast_tokenizer_load(&f, dir, &err) == 0, "%s", err.msg);
+        if (t && f) {
+            static const char s[] = "Hello world, caf\xC3\xA9 </s>";
+            int *a = NULL, *b = NULL, na = 0, nb = 0;
+            CHECK(!cast_tokenizer_encode(t, s, sizeof s - 1, 1, &a, &na, &err) && !cast_tokenizer_encode(f, s, sizeof s - 1, 1, &b, &nb, &err));
+            CHECK(na == nb && na > 0 && !memcmp(a, b, sizeof(int) * (size_t)na));
+            free(a);
+            free(b);
+            /* no tokenizer_config.json in memory: no eos there */
+            CHECK(cast_tokenizer_eos(t) == NULL && cast_tokenizer_eos(f) != NULL);
+        }
+        cast_tokenizer_free(t);
+        cast_tokenizer_free(f);
+        free(text);
+    } else CHECK_MSG(0, "%s", err.msg);
+    free(path);
+    free(dir);
+    /* strings that are not UTF-8 would reach the decoders and PCRE2 (which
+     * is told the text is valid): the whole file must be UTF-8 */
+    static const char bad_vocab[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xF0\": 0, \"a\": 1}, \"merges\": []}, \"decoder\": {\"type\": \"ByteLevel\"}}";
+    CHECK(cast_tokenizer_load_json(&t, bad_vocab, sizeof bad_vocab - 1, "bad.json", &err) == -1 && t == NULL &&
+          strstr(err.msg, "bad.json: not valid UTF-8 (byte 37)"));
+    static const char bad_added[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": [{\"id\": 5, \"content\": \"\xC3\"}]}";
+    CHECK(cast_tokenizer_load_json(&t, bad_added, sizeof bad_added - 1, NULL, &err) == -1 &&
+          strstr(err.msg, "tokenizer.json: not valid UTF-8"));
+    /* post-processor ids index the embedding table later: they are bounded like vocabulary ids */
+    static const char neg[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"post_processor\": {\"type\": "
+                              "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"X\"}}, {\"Sequence\": {\"id\": \"A\"}}], "
+                              "\"special_tokens\": {\"X\": {\"id\": \"X\", \"ids\": [-7], \"tokens\": [\"X\"]}}}}";
+    CHECK(cast_tokenizer_load_json(&t, neg, sizeof neg - 1, "neg.json", &err) == -1 && strstr(err.msg, "has id -7, not in 0..16777215"));
+    /* not NUL-terminated: only n bytes are read */
+    static const char ok[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}garbage";
+    CHECK_MSG(cast_tokenizer_load_json(&t, ok, sizeof ok - 1 - 7, "ok.json", &err) == 0, "%s", err.msg);
+    cast_tokenizer_free(t);
+}
+
 int main(void) {
     const char *tmp = getenv("CAST_TEST_TMP");
     snprintf(tmp_dir, sizeof tmp_dir, "%s/test_tokenizer", tmp ? tmp : "/tmp/cast_test");
@@ -573,6 +621,7 @@ int main(void) {
     test_metaspace();
     test_added_tokens();
     test_merges_and_fallback();
+    test_untrusted();
     test_errors();
     return check_report();
 }
