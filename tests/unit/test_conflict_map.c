@@ -128,7 +128,7 @@ int main(void) {
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             cast_conflict_map m;
-            cast_err err = {{0}};
+            cast_err err = {0};
             CHECK_MSG(cast_conflict_map_parse(&m, bad[i].json, strlen(bad[i].json), "map.json", &err) == -1 &&
                           strstr(err.msg, "map.json: ") == err.msg && strstr(err.msg, bad[i].needle),
                       "%s: %s", bad[i].json, err.msg);

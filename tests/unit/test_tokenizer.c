@@ -561,7 +561,7 @@ static void test_merges_and_fallback(void) {
 /* Files from elsewhere: tokenizer.json from memory, and what a hostile file
  * must not get past loading (inputs found while fuzzing, tests/fuzz). */
 static void test_untrusted(void) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_tokenizer *t = NULL;
     /* from memory, as from the folder */
     char *dir = cast_path_join(check_shared_data(), "tokenizers/mistral-7b-v0.1");
