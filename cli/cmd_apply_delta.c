@@ -13,7 +13,7 @@
 
 /* 0 when the delta was made from this base (or --force), else 1 after printing. */
 static int check_fingerprint(const cast_model *m, const char *base, const char *delta, int force) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_delta_format fmt;
     char want[CAST_FINGERPRINT_LEN], have[CAST_FINGERPRINT_LEN];
     if (cast_delta_info(delta, &fmt, want, &err)) return cli_fail(&err);
@@ -59,7 +59,7 @@ int cmd_apply_delta(int argc, char **argv) {
         free(delta);
         return 1;
     }
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_model m;
     rc = 1;
     if (cast_model_load(&m, pos[0], &err)) {

@@ -9,7 +9,9 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/timer.h"
-#include "cast/attribute.h"
+#include "base/threads.h"
+#include "eval/attribute.h"
+#include "report/attribution.h"
 #include "cli.h"
 #include "eval/judge.h"
 #include "eval/metrics.h"
@@ -166,7 +168,7 @@ int cmd_attribute(int argc, char **argv) {
     ao.ks = ks;
     ao.n_k = n_k;
 
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_judge judge;
     cast_judge_init(&judge);
     judge.min_words = min_words;

@@ -6,6 +6,7 @@
 #include "base/buf.h"
 #include "base/rng.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -59,7 +60,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_failf("bench: --mode must be fwd, fwdbwd or decode");
     if (batch <= 0 || seq <= 1 || iters <= 0) return cli_failf("bench: need --batch >= 1, --seq >= 2, --iters >= 1");
     cast_set_threads(threads);
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_model m;
     if (np) {
         if (cast_model_load(&m, pos[0], &err)) return cli_fail(&err);

@@ -6,6 +6,7 @@
 
 #include "base/buf.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "eval/generate.h"
 #include "eval/metrics.h"
@@ -53,7 +54,7 @@ int cmd_chat(int argc, char **argv) {
     }
     int first = system ? 1 : 0;
     char line[65536];
-    cast_err err = {{0}};
+    cast_err err = {0};
     rc = 0;
     for (uint64_t round = 0;; round++) {
         if (interactive) {

@@ -32,7 +32,7 @@ static int data_refusals(int argc, char **argv) {
     if (cast_dir_exists(out)) return cli_failf("%s: is a folder; --out-file names the JSONL file to write", out);
     const char *inputs[] = {harmful};
     if (cli_out_file_check(out, inputs, 1)) return 1; /* never over its input */
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_dataset d;
     if (cast_dataset_load(&d, harmful, &err)) return cli_fail(&err);
     cast_buf b = {0};

@@ -2,9 +2,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/file.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "dist/dist.h"
 #include "organism/demo.h"
@@ -28,6 +30,27 @@ static int parse_budgets(const char *s, cast_demo_opts *o) {
         if (*end && *end != ',') return -1;
     }
     return o->n_budgets ? 0 : -1;
+}
+
+/* The shipped base model: installed beside the binary (PREFIX/bin/cast ->
+ * PREFIX/share/cast/organism/base), else in the source tree it was built
+ * from. malloc'd; the source tree's path when neither has one. */
+static char *shipped_base(void) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char *p = cast_path_join(exe, "../share/cast/organism/base"), *cfg = cast_path_join(p, "config.json");
+            char *real = cast_file_exists(cfg) ? realpath(p, NULL) : NULL;
+            free(cfg);
+            free(p);
+            if (real) return real;
+        }
+    }
+    return cast_path_join(CAST_SOURCE_DIR, "organism/base");
 }
 
 int cmd_demo(int argc, char **argv) {
@@ -79,7 +102,7 @@ int cmd_demo(int argc, char **argv) {
     int primary_ok = 0;
     for (int i = 0; i < o.n_budgets; i++) primary_ok |= o.budgets[i] == o.primary_budget;
     if (!primary_ok) return cli_failf("demo: --primary-budget %g is not one of --budgets", o.primary_budget);
-    char *shipped = cast_path_join(CAST_SOURCE_DIR, "organism/base");
+    char *shipped = shipped_base();
     o.base = base ? base : getenv("CAST_ORGANISM") ? getenv("CAST_ORGANISM") : shipped;
     {
         /* a missing base is the likeliest mistake: say so before any work */
@@ -108,7 +131,7 @@ int cmd_demo(int argc, char **argv) {
     cli_progress_start(&bar, o.label, 1);
     o.progress = on_stage;
     o.ctx = &bar;
-    cast_err err = {{0}};
+    cast_err err = {0};
     double t0 = cast_now_s();
     rc = cast_demo_run(&o, &err);
     cli_progress_end(&bar);

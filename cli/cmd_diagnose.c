@@ -8,6 +8,7 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cast/diagnose.h"
 #include "cli.h"
 #include "report/conflict.h"
@@ -104,10 +105,10 @@ int cmd_diagnose(int argc, char **argv) {
     cli_progress_start(&bar, "diagnose", s_set.n + u_set.n);
     o.progress = on_progress;
     o.ctx = &bar;
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_conflict_map map;
     double t0 = cast_now_s();
-    if (cast_diagnose(&cm.m, &s_set, &u_set, safety, utility, &o, &map, &err)) {
+    if (cast_diagnose_map(&cm.m, &s_set, &u_set, safety, utility, &o, &map, &err)) {
         cli_progress_end(&bar);
         cli_fail(&err);
         goto done;

@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "dist/dist.h"
 #include "eval/judge.h"
@@ -93,7 +94,7 @@ int cmd_eval(int argc, char **argv) {
     if (compare && lm_eval) return cli_failf("eval: --compare writes cast's layout; drop it with --format lm-eval");
     if (save && !out && !json) return cli_failf("eval: --save-generations needs --out-file FILE or --json");
 
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_judge judge;
     cast_judge_init(&judge);
     judge.min_words = min_words;

@@ -5,6 +5,7 @@
 
 #include "base/buf.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "eval/generate.h"
 #include "eval/metrics.h"
@@ -59,7 +60,7 @@ int cmd_generate(int argc, char **argv) {
     if (temperature < 0 || top_p <= 0 || top_p > 1) return cli_failf("generate: need --temperature >= 0 and 0 < --top-p <= 1");
     cast_set_threads(threads);
     if (chat && !prompt) return cli_failf("generate: --chat needs --prompt TEXT");
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_model m;
     if (cast_model_load(&m, pos[0], &err)) return cli_fail(&err);
     cast_tokenizer *tok = NULL;

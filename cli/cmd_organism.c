@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cast.h"
 #include "model/model.h"
 #include "organism/recipe.h"
@@ -49,7 +50,7 @@ static int organism_data(int argc, char **argv) {
     if (cli_out_begin(&co, out, NULL, 0, force, 0)) return 1;
     if (!co.writer) return cli_out_commit(&co); /* under mpirun: rank 0 writes the world, alone */
 
-    cast_err err = {{0}};
+    cast_err err = {0};
     double t0 = cast_now_s();
     cast_world w;
     if (cast_world_build(&w, (uint64_t)seed, scale, &err)) {
@@ -188,7 +189,7 @@ static int organism_train(int argc, char **argv) {
     const char *inputs[] = {data};
     cli_out co;
     if (cli_out_begin(&co, out, inputs, 1, force, resume)) return 1;
-    cast_err err = {{0}};
+    cast_err err = {0};
     char *tok_dir = cast_path_join(data, "tokenizer"), *pre = cast_path_join(data, "pretrain.jsonl");
     char *log_path = cast_path_join(co.dir, "pretrain_log.jsonl"), *ckpt = cast_path_join(co.dir, "checkpoint");
     cast_tokenizer *tok = NULL;

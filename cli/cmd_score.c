@@ -6,6 +6,7 @@
 
 #include "base/buf.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cli.h"
 #include "model/forward.h"
 
@@ -40,7 +41,7 @@ int cmd_score(int argc, char **argv) {
         cli_model_close(&cm);
         return 1;
     }
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_acts *acts = cast_acts_new();
     double sum = 0;
     int64_t count = 0;

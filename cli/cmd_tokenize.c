@@ -19,7 +19,7 @@ static void print_json_ids(cast_buf *b, const int *ids, int n) {
 }
 
 static int do_encode(const cast_tokenizer *t, const char *text, int special, int json) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     int *ids, n;
     char **toks;
     if (cast_tokenizer_encode_tokens(t, text, strlen(text), special, &ids, &toks, &n, &err)) return cli_fail(&err);
@@ -53,7 +53,7 @@ static int do_encode(const cast_tokenizer *t, const char *text, int special, int
 static int do_decode(const cast_tokenizer *t, const char *list, int skip_special, int json) {
     int *ids, n;
     if (cli_parse_ids(list, &ids, &n)) return 1;
-    cast_err err = {{0}};
+    cast_err err = {0};
     char *text;
     int rc = cast_tokenizer_decode(t, ids, n, skip_special, &text, &err);
     free(ids);
@@ -81,7 +81,7 @@ static uint32_t ids_hash(uint32_t h, const int *ids, int n) {
 /* Encodes every non-empty line of FILE, `rounds` times over, on this one
  * thread, and reports tokens per second over all rounds. */
 static int do_bench(const cast_tokenizer *t, const char *path, int rounds, double load_s, int json) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     char *text;
     size_t len;
     if (cast_read_file(path, &text, &len, &err)) return cli_fail(&err);
@@ -141,7 +141,7 @@ static int do_bench(const cast_tokenizer *t, const char *path, int rounds, doubl
 static int do_messages(const cast_tokenizer *t, const char *dir, const char *path, const char *template_name, int gen_prompt, int json) {
     cli_messages msgs;
     if (cli_read_messages(path, &msgs)) return 1;
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_chat_template *tpl = NULL;
     char *text = NULL;
     int *ids = NULL, n = 0, rc = 1;
@@ -196,7 +196,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (rc) return rc == 2 ? 0 : 1;
     int modes = (np == 2) + (decode != NULL) + (bench != NULL) + (messages != NULL);
     if (modes != 1) return cli_failf("tokenize: give exactly one of TEXT, --decode IDS, --messages CONV.json, --bench FILE");
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_tokenizer *t;
     double t0 = cast_now_s();
     if (cast_tokenizer_load(&t, pos[0], &err)) return cli_fail(&err);

@@ -10,8 +10,10 @@
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/timer.h"
+#include "base/threads.h"
 #include "cast/diagnose.h"
 #include "cast/select.h"
+#include "cast/tune.h"
 #include "cast.h"
 #include "cli.h"
 #include "dist/dist.h"
@@ -174,18 +176,26 @@ int cmd_tune(int argc, char **argv) {
     const cast_config *c = &m->cfg;
     dtype = !dtype_name ? m->storage : !strcmp(dtype_name, "bf16") ? CAST_BF16 : !strcmp(dtype_name, "f16") ? CAST_F16 : CAST_F32;
     int n_heads = c->layers * c->heads;
-    int k = skip_heads >= 0 ? skip_heads : cast_top_count(skip, n_heads);
-    if (strat == CAST_STRATEGY_FULL || strat == CAST_STRATEGY_PCGRAD) k = 0;
+    cast_tune_opts to;
+    cast_tune_opts_default(&to);
+    to.strategy = strat;
+    to.skip = skip;
+    to.skip_heads = skip_heads;
+    to.select_seed = (uint64_t)seed;
+    to.scope = sc;
+    to.kv_freeze = !strcmp(kvf, "any") ? CAST_KV_FREEZE_ANY : CAST_KV_FREEZE_ALL;
+    to.keep_before = delta; /* the changed slices are measured against the weights as loaded */
+    int k = strat == CAST_STRATEGY_FULL || strat == CAST_STRATEGY_PCGRAD ? 0 : skip_heads >= 0 ? skip_heads : cast_top_count(skip, n_heads);
     if (k > n_heads) {
         cli_model_close(&cm);
         cli_out_abort(&co);
         return cli_failf("tune: cannot skip %d heads of %d", k, n_heads);
     }
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_seqs s_set = {0}, u_set = {0};
     cast_conflict_map map = {0};
-    int have_map = 0, *skip_list = cast_xcalloc((size_t)n_heads + 1, sizeof(int));
-    cast_mask mask = {0};
+    cast_tune_run run = {0};
+    int have_map = 0;
     FILE *logf = NULL;
     char *log_path = NULL, *ckpt = NULL;
     rc = 1;
@@ -193,7 +203,7 @@ int cmd_tune(int argc, char **argv) {
     if (cli_encode_file(&cm, safety, &d, &s_set, NULL, &s_skipped)) goto done;
     if (utility && cli_encode_file(&cm, utility, &d, &u_set, NULL, &u_skipped)) goto done;
 
-    /* which heads to skip */
+    /* the map the strategy reads: given, or diagnosed now (and kept in DIR) */
     if (cast_strategy_needs_map(strat) && k > 0) {
         if (map_path) {
             if (cast_conflict_map_load(&map, map_path, &err)) goto fail;
@@ -201,7 +211,7 @@ int cmd_tune(int argc, char **argv) {
             cast_diag_opts o;
             cast_diag_opts_default(&o);
             cli_note("no --map given: diagnosing with %s and %s first", safety, utility);
-            if (cast_diagnose(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
+            if (cast_diagnose_map(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
             cast_buf b = {0};
             cast_conflict_map_json(&map, &b);
             char *p = cast_path_join(co.dir, "conflict_map.json");
@@ -211,36 +221,35 @@ int cmd_tune(int argc, char **argv) {
             if (bad) goto fail;
         }
         have_map = 1;
-        k = cast_select_count(&map, strat, k); /* a map of k/v groups skips whole groups */
     }
-    if (cast_select_heads(have_map ? &map : NULL, c->layers, c->heads, strat, k, (uint64_t)seed, skip_list, &err)) {
+    /* strategy → k → skip set → mask: the library's one tune flow */
+    if (cast_tune_plan(m, have_map ? &map : NULL, &to, &run, &err)) {
         if (map_path) cast_fail_prefix(&err, map_path);
         goto fail;
     }
-    cast_mask_for_heads(&mask, m, sc, skip_list, k, !strcmp(kvf, "any") ? CAST_KV_FREEZE_ANY : CAST_KV_FREEZE_ALL);
-    int64_t trainable = cast_mask_count(&mask, m);
+    k = run.k;
+    int64_t trainable = run.trainable;
 
     /* the run */
-    cast_train_opts o;
-    cast_train_opts_default(&o);
-    o.adam = (cast_adamw_opts){lr, beta1, beta2, eps, wd};
-    o.schedule = !strcmp(schedule, "cosine") ? CAST_SCHEDULE_COSINE : CAST_SCHEDULE_CONSTANT;
-    o.warmup = warmup;
-    o.clip = clip;
-    o.batch = batch * grad_accum; /* sequences per optimizer step */
-    o.micro_batch = batch;
-    o.epochs = epochs;
-    o.steps = steps;
-    o.seed = (uint64_t)seed;
-    o.pcgrad = strat == CAST_STRATEGY_PCGRAD;
-    o.anchor_weight = anchor >= 0 ? anchor : o.pcgrad ? 1.0 : 0.0;
-    o.save_every = save_every;
-    o.shard_optimizer = shard_optimizer && cast_dist_size() > 1;
+    cast_train_opts *o = &to.train;
+    o->adam = (cast_adamw_opts){lr, beta1, beta2, eps, wd};
+    o->schedule = !strcmp(schedule, "cosine") ? CAST_SCHEDULE_COSINE : CAST_SCHEDULE_CONSTANT;
+    o->warmup = warmup;
+    o->clip = clip;
+    o->batch = batch * grad_accum; /* sequences per optimizer step */
+    o->micro_batch = batch;
+    o->epochs = epochs;
+    o->steps = steps;
+    o->seed = (uint64_t)seed;
+    o->anchor_weight = anchor; /* < 0: unset (1 for pcgrad, else 0) */
+    double anchor_used = anchor >= 0 ? anchor : strat == CAST_STRATEGY_PCGRAD ? 1.0 : 0.0;
+    o->save_every = save_every;
+    o->shard_optimizer = shard_optimizer && cast_dist_size() > 1;
     ckpt = cast_path_join(co.dir, "checkpoint");
-    o.checkpoint_dir = ckpt;
-    o.resume = resume;
+    o->checkpoint_dir = ckpt;
+    o->resume = resume;
     /* the last state stays in DIR/checkpoint when the run keeps checkpoints, so --resume can extend it */
-    o.final_checkpoint = save_every > 0 || resume;
+    o->final_checkpoint = save_every > 0 || resume;
     log_path = cast_path_join(co.dir, "train_log.jsonl");
     int64_t start = 0;
     if (resume) {
@@ -259,49 +268,31 @@ int cmd_tune(int argc, char **argv) {
         goto fail;
     }
     tune_log tl = {logf, {0}, 0};
-    int64_t total = cast_train_total_steps(&o, s_set.n);
+    int64_t total = cast_train_total_steps(o, s_set.n);
     cli_progress_start(&tl.bar, "tune", total);
-    o.on_step = on_step;
-    o.ctx = &tl;
-    float **before = NULL;
-    char fingerprint[CAST_FINGERPRINT_LEN] = "";
-    if (delta) {
-        cast_model_fingerprint(m, fingerprint); /* of the base, before training */
-        /* the changed slices are measured against the weights as loaded */
-        before = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
-        for (int i = 0; i < m->n_tensors; i++)
-            if (mask.trainable[i]) {
-                before[i] = cast_xmalloc(sizeof(float) * (size_t)m->tensors[i].numel);
-                memcpy(before[i], m->tensors[i].data, sizeof(float) * (size_t)m->tensors[i].numel);
-            }
-    }
-    double t0 = cast_now_s();
+    o->on_step = on_step;
+    o->ctx = &tl;
     int64_t sent0 = cast_dist_bytes();
-    int bad = cast_train(m, &mask, &s_set, utility ? &u_set : NULL, &o, &err);
+    int bad = cast_tune_train(m, &run, &s_set, utility ? &u_set : NULL, &to, &err);
     /* payload this rank passed through collectives per optimizer step */
     double comm_mb = (double)(cast_dist_bytes() - sent0) / 1048576.0 / (double)(total > start ? total - start : 1);
     cli_progress_end(&tl.bar);
-    double wall = cast_now_s() - t0;
+    double wall = run.wall_s;
     /* memory: this rank's optimizer moments, and the largest peak of any rank */
     double state_mb = tl.optimizer_bytes / 1048576.0, rss_mb = bad ? 0 : cast_dist_max_f64(cast_peak_rss_mb());
-    if (bad || !co.writer) { /* under MPI rank 0 alone writes the outputs */
-        for (int i = 0; before && i < m->n_tensors; i++) free(before[i]);
-        free(before);
-        if (bad) goto fail;
+    if (bad) goto fail;
+    if (!co.writer) { /* under MPI rank 0 alone writes the outputs */
         rc = 0;
         goto done;
     }
     /* outputs: the model folder, the delta, then cast_run.json last (its presence means the run completed) */
-    bad = cast_model_save(m, co.dir, dtype, &err);
     char *dp = cast_path_join(co.dir, "delta.safetensors");
-    if (!bad && delta)
-        bad = cast_delta_write(dp, m, (const float *const *)before, &mask, !strcmp(delta_fmt, "diff") ? CAST_DELTA_DIFF : CAST_DELTA_SPARSE,
-                               fingerprint, &err);
-    else if (!bad)
+    bad = cast_tune_save(m, &run, co.dir, dtype, delta ? dp : NULL, !strcmp(delta_fmt, "diff") ? CAST_DELTA_DIFF : CAST_DELTA_SPARSE,
+                         &err);
+    if (!delta && !bad)
         unlink(dp); /* resumed in place without --delta: no stale delta of the earlier run */
+/* resumed in place without --delta: no stale delta of the earlier run */
     free(dp);
-    for (int i = 0; before && i < m->n_tensors; i++) free(before[i]);
-    free(before);
     if (bad) goto fail;
     cast_buf b = {0};
     cast_buf_puts(&b, "{");
@@ -325,7 +316,7 @@ int cmd_tune(int argc, char **argv) {
     cast_buf_json_number(&b, skip_heads >= 0 ? (double)k / n_heads : skip);
     cast_buf_printf(&b, ", \"skip_heads\": %d, \"seed\": %lld, \"train\": \"%s\", \"kv_freeze\": \"%s\",\n \"skipped\": [", k,
                     (long long)seed, scope, kvf);
-    for (int i = 0; i < k; i++) cast_buf_printf(&b, "%s{\"layer\": %d, \"head\": %d}", i ? ", " : "", skip_list[i] / c->heads, skip_list[i] % c->heads);
+    for (int i = 0; i < k; i++) cast_buf_printf(&b, "%s{\"layer\": %d, \"head\": %d}", i ? ", " : "", run.skip[i] / c->heads, run.skip[i] % c->heads);
     cast_buf_printf(&b, "],\n \"trainable_parameters\": %lld, \"total_parameters\": %lld,\n", (long long)trainable,
                     (long long)cast_model_param_count(m));
     cast_buf_printf(&b, " \"optimizer\": {\"name\": \"adamw\", \"lr\": %g, \"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"weight_decay\": %g, "
@@ -333,14 +324,14 @@ int cmd_tune(int argc, char **argv) {
                     lr, beta1, beta2, eps, wd, schedule, warmup, clip);
     cast_buf_printf(&b, " \"batch\": %d, \"grad_accum\": %d, \"sequences_per_step\": %d, \"epochs\": %d, \"steps\": %lld, \"anchor_weight\": %g, "
                         "\"max_len\": %d, \"on_long\": \"%s\",\n",
-                    batch, grad_accum, o.batch, epochs, (long long)total, o.anchor_weight, d.max_len, cast_on_long_name(d.on_long));
+                    batch, grad_accum, o->batch, epochs, (long long)total, anchor_used, d.max_len, cast_on_long_name(d.on_long));
     cast_buf_printf(&b, " \"examples\": {\"safety\": %d, \"utility\": %d}, \"skipped_examples\": {\"safety\": %d, \"utility\": %d}, \"threads\": %d, "
                         "\"resumed_from_step\": %lld, \"wall_s\": %.2f,\n",
                     s_set.n, u_set.n, s_skipped, u_skipped, cast_get_threads(), (long long)(resume ? start : 0), wall);
     cast_buf_printf(&b,
                     " \"ranks\": %d, \"shard_optimizer\": %s, \"optimizer_state_mb_per_rank\": %.1f, \"communication_mb_per_step\": %.3f, "
                     "\"peak_rss_mb\": %.1f}\n",
-                    cast_dist_size(), o.shard_optimizer ? "true" : "false", state_mb, comm_mb, rss_mb);
+                    cast_dist_size(), o->shard_optimizer ? "true" : "false", state_mb, comm_mb, rss_mb);
     char *rp = cast_path_join(co.dir, "cast_run.json");
     bad = cast_write_file_atomic(rp, b.data, b.len, &err);
     free(rp);
@@ -368,8 +359,7 @@ done:
     cli_out_abort(&co); /* a failed run leaves DIR as it was (committed: nothing to do) */
     free(log_path);
     free(ckpt);
-    free(skip_list);
-    cast_mask_free(&mask);
+    cast_tune_run_free(&run);
     if (have_map) cast_conflict_map_free(&map);
     cast_seqs_free(&s_set);
     cast_seqs_free(&u_set);

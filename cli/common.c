@@ -25,7 +25,7 @@ static int has_tokenizer_files(const char *dir) {
 static int model_open(cli_model *cm, const char *path, const char *template_name, int weights) {
     memset(cm, 0, sizeof *cm);
     cm->path = path;
-    cast_err err = {{0}};
+    cast_err err = {0};
     if ((weights ? cast_model_load : cast_model_load_header)(&cm->m, path, &err)) return cli_fail(&err);
     if (has_tokenizer_files(path) || template_name) {
         if (cast_tokenizer_load(&cm->tok, path, &err)) goto fail;
@@ -63,7 +63,7 @@ int cli_on_long(const char *command, const char *value, cast_on_long *out) {
 
 int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cast_seqs *out, cast_dataset *keep,
                     int *skipped) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_dataset ds;
     memset(out, 0, sizeof *out);
     if (skipped) *skipped = 0;
@@ -112,7 +112,7 @@ int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cas
 }
 
 int cli_read_messages(const char *path, cli_messages *out) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     memset(out, 0, sizeof *out);
     out->json = cast_json_parse_file(path, &err);
     if (!out->json) return cli_fail(&err);
@@ -186,7 +186,7 @@ int cli_out_begin(cli_out *o, const char *out_dir, const char *const *inputs, in
 
 static int out_prepare(cli_out *o, const char *out_dir, const char *const *inputs, int n_inputs, int force, int resume) {
     memset(o, 0, sizeof *o);
-    cast_err err = {{0}};
+    cast_err err = {0};
     if (out_overlaps(out_dir, inputs, n_inputs)) return 1;
     int empty = cast_dir_is_empty(out_dir);
     if (empty < 0 && access(out_dir, F_OK) == 0) return cli_failf("%s: exists and is not a folder", out_dir);
@@ -212,7 +212,7 @@ int cli_out_commit(cli_out *o) {
         memset(o, 0, sizeof *o);
         return 0;
     }
-    cast_err err = {{0}};
+    cast_err err = {0};
     int rc = o->stage && cast_stage_commit(o->final, o->stage, &err) ? cli_fail(&err) : 0;
     if (rc) cast_remove_tree(o->stage, &err);
     free(o->stage);
@@ -226,7 +226,7 @@ void cli_out_abort(cli_out *o) {
         memset(o, 0, sizeof *o);
         return;
     }
-    cast_err err = {{0}};
+    cast_err err = {0};
     if (o->stage) cast_remove_tree(o->stage, &err);
     if (o->created) rmdir(o->final); /* only when still empty */
     free(o->stage);

@@ -113,7 +113,8 @@ void cast_buf_json_number(cast_buf *b, double v) {
         cast_buf_puts(b, "null");
         return;
     }
-    if (v == (double)(long long)v && fabs(v) < 1e15) {
+    /* the range test first: converting a double beyond long long is undefined */
+    if (fabs(v) < 1e15 && v == (double)(long long)v) {
         cast_buf_printf(b, "%lld", (long long)v);
         return;
     }

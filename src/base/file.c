@@ -50,7 +50,7 @@ int cast_read_file(const char *path, char **out, size_t *len, cast_err *err) {
     *out = NULL;
     *len = 0;
     FILE *fp = fopen(path, "rb");
-    if (!fp) return cast_fail(err, "%s: %s", path, strerror(errno));
+    if (!fp) return cast_fail_as(err, CAST_E_IO, "%s: %s", path, strerror(errno));
     cast_buf b = {0};
     char chunk[1 << 16];
     size_t n;
@@ -77,7 +77,7 @@ int cast_mmap_open(cast_mmap *m, const char *path, cast_err *err) {
     m->data = NULL;
     m->size = 0;
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return cast_fail(err, "%s: %s", path, strerror(errno));
+    if (fd < 0) return cast_fail_as(err, CAST_E_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -92,7 +92,7 @@ int cast_mmap_open(cast_mmap *m, const char *path, cast_err *err) {
     close(fd);
     if (p == MAP_FAILED) {
         m->size = 0;
-        return cast_fail(err, "%s: mmap failed: %s", path, strerror(errno));
+        return cast_fail_as(err, CAST_E_IO, "%s: mmap failed: %s", path, strerror(errno));
     }
     m->data = p;
     return 0;
@@ -116,7 +116,7 @@ int cast_atomic_open(cast_atomic *a, const char *path, cast_err *err) {
         free(a->path);
         free(a->tmp_path);
         memset(a, 0, sizeof *a);
-        return cast_fail(err, "%s: cannot write: %s", path, strerror(e));
+        return cast_fail_as(err, CAST_E_IO, "%s: cannot write: %s", path, strerror(e));
     }
     return 0;
 }
@@ -130,10 +130,10 @@ int cast_atomic_commit(cast_atomic *a, cast_err *err) {
     int rc = 0;
     if (bad) {
         unlink(a->tmp_path);
-        rc = cast_fail(err, "%s: write failed: %s", a->path, strerror(errno));
+        rc = cast_fail_as(err, CAST_E_IO, "%s: write failed: %s", a->path, strerror(errno));
     } else if (rename(a->tmp_path, a->path) != 0) {
         unlink(a->tmp_path);
-        rc = cast_fail(err, "%s: rename failed: %s", a->path, strerror(errno));
+        rc = cast_fail_as(err, CAST_E_IO, "%s: rename failed: %s", a->path, strerror(errno));
     }
     free(a->path);
     free(a->tmp_path);
@@ -199,12 +199,12 @@ int cast_mkdirs(const char *path, cast_err *err) {
         if (mkdir(p, 0755) != 0 && errno != EEXIST) {
             int e = errno;
             free(p);
-            return cast_fail(err, "%s: cannot create folder: %s", path, strerror(e));
+            return cast_fail_as(err, CAST_E_IO, "%s: cannot create folder: %s", path, strerror(e));
         }
         *s = '/';
     }
     int rc = 0;
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = cast_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = cast_fail_as(err, CAST_E_IO, "%s: cannot create folder: %s", path, strerror(errno));
     else if (!cast_dir_exists(p)) rc = cast_fail(err, "%s: exists and is not a folder", path);
     free(p);
     return rc;
@@ -222,7 +222,7 @@ char *cast_path_join(const char *dir, const char *name) {
 
 int cast_copy_file(const char *src, const char *dst, cast_err *err) {
     FILE *in = fopen(src, "rb");
-    if (!in) return cast_fail(err, "%s: %s", src, strerror(errno));
+    if (!in) return cast_fail_as(err, CAST_E_IO, "%s: %s", src, strerror(errno));
     cast_atomic a;
     if (cast_atomic_open(&a, dst, err)) {
         fclose(in);
@@ -338,8 +338,8 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 
 int cast_remove_tree(const char *path, cast_err *err) {
     struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : cast_fail(err, "%s: %s", path, strerror(errno));
-    if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) return cast_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : cast_fail_as(err, CAST_E_IO, "%s: %s", path, strerror(errno));
+    if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) return cast_fail_as(err, CAST_E_IO, "%s: cannot remove: %s", path, strerror(errno));
     return 0;
 }
 
@@ -357,7 +357,7 @@ int cast_stage_dir(const char *final, char **stage, cast_err *err) {
     *stage = sibling_name(final, "tmp");
     /* a leftover of an earlier run with the same pid is ours to clear */
     int rc = cast_remove_tree(*stage, err);
-    if (!rc && mkdir(*stage, 0755) != 0) rc = cast_fail(err, "%s: cannot create folder: %s", *stage, strerror(errno));
+    if (!rc && mkdir(*stage, 0755) != 0) rc = cast_fail_as(err, CAST_E_IO, "%s: cannot create folder: %s", *stage, strerror(errno));
     if (rc) {
         free(*stage);
         *stage = NULL;
@@ -371,13 +371,13 @@ int cast_stage_commit(const char *final, const char *stage, cast_err *err) {
     if (cast_remove_tree(old, err)) goto done;
     int had = access(final, F_OK) == 0;
     if (had && rename(final, old) != 0) {
-        cast_fail(err, "%s: cannot move the old folder aside: %s", final, strerror(errno));
+        cast_fail_as(err, CAST_E_IO, "%s: cannot move the old folder aside: %s", final, strerror(errno));
         goto done;
     }
     if (rename(stage, final) != 0) {
         int e = errno;
         if (had) rename(old, final); /* put the old output back */
-        cast_fail(err, "%s: cannot move the new folder in place: %s", final, strerror(e));
+        cast_fail_as(err, CAST_E_IO, "%s: cannot move the new folder in place: %s", final, strerror(e));
         goto done;
     }
     rc = had ? cast_remove_tree(old, err) : 0;

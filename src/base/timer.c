@@ -1,6 +1,5 @@
 #include "base/timer.h"
 
-#include <omp.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -9,16 +8,6 @@ double cast_now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-
-void openblas_set_num_threads(int);
-
-void cast_set_threads(int n) {
-    if (n <= 0) return;
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
-}
-
-int cast_get_threads(void) { return omp_get_max_threads(); }
 
 double cast_peak_rss_mb(void) {
     struct rusage ru;

@@ -1,11 +1,13 @@
 #include "cast/diagnose.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/file.h"
 #include "base/json.h"
 #include "base/rng.h"
 #include "cast/select.h"
@@ -176,7 +178,7 @@ static int set_gradient(const cast_model *m, cast_acts *a, const cast_seqs *set,
     cast_grads_sum_ranks(gr);
     cast_dist_sum_f64(&sum, 1);
     if (gate_abs) cast_dist_sum_f64(gate_abs, m->cfg.layers * m->cfg.heads / per_unit);
-    if (!isfinite(sum)) return cast_fail(err, "%s: the loss is not finite", path);
+    if (!isfinite(sum)) return cast_fail_as(err, CAST_E_NUMERIC, "%s: the loss is not finite", path);
     st->path = cast_xstrdup(path);
     st->examples = set->n;
     st->tokens = scored;
@@ -297,7 +299,7 @@ static int trajectory_rises(cast_model *m, cast_acts *a, const cast_seqs *safety
 
 /* ---- the map ------------------------------------------------------------------ */
 
-int cast_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
+int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
                   const char *utility_path, const cast_diag_opts *o, cast_conflict_map *map, cast_err *err) {
     const cast_config *c = &m->cfg;
     int L = c->layers, H = c->heads, n = L * H, micro = o->micro_batch > 0 ? o->micro_batch : 4;
@@ -411,7 +413,7 @@ int cast_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utili
     }
     for (int i = 0; i < n; i++)
         if (!isfinite(map->stat[i].fs) || !isfinite(map->stat[i].oc) || !isfinite(map->stat[i].cos)) {
-            cast_fail(err, "%s: non-finite gradient statistics at layer %d head %d", map->model_path, map->stat[i].layer,
+            cast_fail_as(err, CAST_E_NUMERIC, "%s: non-finite gradient statistics at layer %d head %d", map->model_path, map->stat[i].layer,
                       map->stat[i].head);
             goto done;
         }
@@ -692,12 +694,22 @@ void cast_conflict_map_csv(const cast_conflict_map *map, cast_buf *b) {
     }
 }
 
+/* An optional integer field that must fit an int in [lo, hi]. */
+static int opt_int_in(const cast_json *obj, const char *key, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
+                      const char *path, cast_err *err) {
+    if (cast_json_opt_int(obj, key, dflt, out, path, err)) return -1;
+    if (*out < lo || *out > hi)
+        return cast_fail(err, "%s: \"%s\" %lld is out of range (%lld to %lld)", path, key, (long long)*out, (long long)lo,
+                         (long long)hi);
+    return 0;
+}
+
 static int load_set(const cast_json *data, const char *key, cast_set_stat *s, const char *path, cast_err *err) {
     cast_json *j = cast_json_get(data, key);
     if (!cast_json_is_object(j)) return cast_fail(err, "%s: missing data.%s", path, key);
     const char *p = NULL;
     int64_t ex = 0, tok = 0;
-    if (cast_json_opt_string(j, "path", &p, path, err) || cast_json_opt_int(j, "examples", 0, &ex, path, err) ||
+    if (cast_json_opt_string(j, "path", &p, path, err) || opt_int_in(j, "examples", 0, 0, INT_MAX, &ex, path, err) ||
         cast_json_opt_int(j, "tokens", 0, &tok, path, err) || cast_json_opt_number(j, "loss", 0, &s->loss, path, err))
         return -1;
     s->path = cast_xstrdup(p ? p : "");
@@ -708,7 +720,17 @@ static int load_set(const cast_json *data, const char *key, cast_set_stat *s, co
 
 int cast_conflict_map_load(cast_conflict_map *map, const char *path, cast_err *err) {
     memset(map, 0, sizeof *map);
-    cast_json *j = cast_json_parse_file(path, err);
+    char *text;
+    size_t n;
+    if (cast_read_file(path, &text, &n, err)) return -1;
+    int rc = cast_conflict_map_parse(map, text, n, path, err);
+    free(text);
+    return rc;
+}
+
+int cast_conflict_map_parse(cast_conflict_map *map, const char *text, size_t n, const char *path, cast_err *err) {
+    memset(map, 0, sizeof *map);
+    cast_json *j = cast_json_parse(text, n, path, err);
     if (!j) return -1;
     int rc = -1;
     cast_json *model = cast_json_get(j, "model"), *settings = cast_json_get(j, "settings"), *heads = cast_json_get(j, "heads");
@@ -719,11 +741,14 @@ int cast_conflict_map_load(cast_conflict_map *map, const char *path, cast_err *e
         goto done;
     }
     if (cast_json_req_int(model, "layers", &L, path, err) || cast_json_req_int(model, "heads", &H, path, err) ||
-        cast_json_opt_int(model, "kv_heads", 0, &K, path, err) || cast_json_opt_int(model, "head_dim", 0, &d, path, err) ||
+        opt_int_in(model, "kv_heads", 0, 0, INT_MAX, &K, path, err) || opt_int_in(model, "head_dim", 0, 0, INT_MAX, &d, path, err) ||
         cast_json_opt_string(model, "path", &mp, path, err) || cast_json_opt_string(model, "architecture", &arch, path, err))
         goto done;
-    if (L <= 0 || H <= 0 || L * H > (1 << 20) || cast_json_array_size(heads) != L * H) {
-        cast_fail(err, "%s: \"heads\" must list layers x heads = %lld entries", path, (long long)(L * H));
+    /* each factor bounded first: their product must not overflow */
+    if (L <= 0 || H <= 0 || L > (1 << 20) || H > (1 << 20) || L * H > (1 << 20) || cast_json_array_size(heads) != L * H) {
+        if (L > 0 && H > 0 && L <= (1 << 20) && H <= (1 << 20))
+            cast_fail(err, "%s: \"heads\" must list layers x heads = %lld entries", path, (long long)(L * H));
+        else cast_fail(err, "%s: model.layers %lld and model.heads %lld must be 1 to 2^20 each", path, (long long)L, (long long)H);
         goto done;
     }
     map->model_path = cast_xstrdup(mp ? mp : "");
@@ -753,9 +778,11 @@ int cast_conflict_map_load(cast_conflict_map *map, const char *path, cast_err *e
         goto done;
     }
     int64_t steps = 0, pbatch = 0, perms = 0, seed = 0;
-    if (cast_json_opt_int(settings, "probe_steps", 0, &steps, path, err) || cast_json_opt_int(settings, "probe_batch", 0, &pbatch, path, err) ||
+    if (opt_int_in(settings, "probe_steps", 0, 0, INT_MAX, &steps, path, err) ||
+        opt_int_in(settings, "probe_batch", 0, 0, INT_MAX, &pbatch, path, err) ||
         cast_json_opt_number(settings, "probe_lr", 0, &map->probe_lr, path, err) ||
-        cast_json_opt_int(settings, "null_permutations", 0, &perms, path, err) || cast_json_opt_int(settings, "seed", 0, &seed, path, err))
+        opt_int_in(settings, "null_permutations", 0, 0, INT_MAX, &perms, path, err) ||
+        cast_json_opt_int(settings, "seed", 0, &seed, path, err))
         goto done;
     map->probe_steps = (int)steps;
     map->probe_batch = (int)pbatch;
@@ -771,7 +798,7 @@ int cast_conflict_map_load(cast_conflict_map *map, const char *path, cast_err *e
         cast_json *e = cast_json_array_item(heads, i);
         int64_t l, h, r;
         if (cast_json_req_int(e, "layer", &l, path, err) || cast_json_req_int(e, "head", &h, path, err) ||
-            cast_json_opt_int(e, "rank", i, &r, path, err) || cast_json_opt_number(e, "norm_safety", 0, &hs[i].norm_safety, path, err) ||
+            opt_int_in(e, "rank", i, 0, L * H - 1, &r, path, err) || cast_json_opt_number(e, "norm_safety", 0, &hs[i].norm_safety, path, err) ||
             cast_json_opt_number(e, "norm_utility", 0, &hs[i].norm_utility, path, err) ||
             cast_json_opt_number(e, "oc", 0, &hs[i].oc, path, err) || cast_json_opt_number(e, "fs", 0, &hs[i].fs, path, err) ||
             cast_json_opt_number(e, "rise", 0, &hs[i].rise, path, err))

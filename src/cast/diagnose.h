@@ -3,6 +3,7 @@
 #ifndef CAST_CAST_DIAGNOSE_H
 #define CAST_CAST_DIAGNOSE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -90,7 +91,7 @@ void cast_diag_opts_default(cast_diag_opts *o);
 
 /* Runs the diagnosis. safety_path / utility_path only label the output.
  * m's weights change during --oc trajectory and are restored bit for bit. */
-int cast_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
+int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const char *safety_path,
                   const char *utility_path, const cast_diag_opts *o, cast_conflict_map *map, cast_err *err);
 
 /* From raw oc/fs/cos per head: normalisation, combination, ranks and
@@ -114,5 +115,7 @@ void cast_conflict_map_json(const cast_conflict_map *map, cast_buf *out);
 void cast_conflict_map_csv(const cast_conflict_map *map, cast_buf *out);
 /* Reads conflict_map.json back (for `cast tune --map`). */
 int cast_conflict_map_load(cast_conflict_map *map, const char *path, cast_err *err);
+/* The same from text[0..n) in memory; path names it in messages. */
+int cast_conflict_map_parse(cast_conflict_map *map, const char *text, size_t n, const char *path, cast_err *err);
 
 #endif

@@ -541,7 +541,7 @@ static int run_forward(cast_eval_set *s, const cast_model *m, const cast_eval_op
     if (count == 0) return cast_fail(err, "%s: no scored tokens", s->path);
     s->tokens = count;
     s->loss = sum / (double)count;
-    if (!isfinite(s->loss)) return cast_fail(err, "%s: the loss is not finite (%g)", s->path, s->loss);
+    if (!isfinite(s->loss)) return cast_fail_as(err, CAST_E_NUMERIC, "%s: the loss is not finite (%g)", s->path, s->loss);
     s->perplexity = exp(s->loss);
     return 0;
 }

@@ -14,7 +14,7 @@
 
 #include "base/error.h"
 #include "model/model.h"
-#include "train/optim.h"
+#include "model/mask.h"
 
 typedef enum { CAST_DELTA_SPARSE, CAST_DELTA_DIFF } cast_delta_format;
 

@@ -250,10 +250,10 @@ static int locate_tensors(cast_model *m, located *loc, cast_err *err) {
 
 static int model_load(cast_model *m, const char *dir, int weights, cast_err *err) {
     memset(m, 0, sizeof *m);
-    if (!cast_dir_exists(dir)) return cast_fail(err, "%s: not a model folder", dir);
+    if (!cast_dir_exists(dir)) return cast_fail_as(err, CAST_E_IO, "%s: not a model folder", dir);
     char *cfg_path = cast_path_join(dir, "config.json");
     if (!cast_file_exists(cfg_path)) {
-        cast_fail(err, "%s: missing (a model folder needs config.json)", cfg_path);
+        cast_fail_as(err, CAST_E_IO, "%s: missing (a model folder needs config.json)", cfg_path);
         free(cfg_path);
         return -1;
     }

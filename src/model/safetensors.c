@@ -171,7 +171,7 @@ int cast_st_open(cast_st_file *f, const char *path, cast_err *err) {
 int cast_st_open_header(cast_st_file *f, const char *path, cast_err *err) {
     memset(f, 0, sizeof *f);
     FILE *fp = fopen(path, "rb");
-    if (!fp) return cast_fail(err, "%s: %s", path, strerror(errno));
+    if (!fp) return cast_fail_as(err, CAST_E_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     uint8_t len8[8];
     uint64_t hlen = 0;

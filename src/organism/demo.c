@@ -10,10 +10,12 @@
 #include "base/timer.h"
 #include "cast/diagnose.h"
 #include "cast/select.h"
+#include "cast/tune.h"
 #include "dist/dist.h"
 #include "eval/judge.h"
 #include "eval/metrics.h"
 #include "base/stats.h"
+#include "base/threads.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "organism/demo_oracle.h"
@@ -196,37 +198,36 @@ static int align_run(demo *d, const strategy *st, double budget, int seed, int r
     r->budget = skips ? budget : 0;
     r->seed = seed;
     r->random_set = random_set;
-    /* a map of k/v-group units takes whole groups: k rounded to them */
-    r->k = !skips ? 0 : st->fixed ? cast_top_count(budget, n) : cast_select_count(st->map, st->kind, cast_top_count(budget, n));
-    r->skipped = cast_xcalloc((size_t)n + 1, sizeof(int));
     if (random_set) snprintf(r->name, sizeof r->name, "random %.0f%% #%d, seed %d", 100 * budget, random_set, seed);
     else if (skips) snprintf(r->name, sizeof r->name, "%s %.0f%%, seed %d", st->name, 100 * budget, seed);
     else snprintf(r->name, sizeof r->name, "%s, seed %d", st->name, seed);
     char what[128];
     snprintf(what, sizeof what, "align: %s", r->name);
     stage(d, what);
-    if (st->fixed) memcpy(r->skipped, st->fixed, sizeof(int) * (size_t)r->k);
-    else {
-        /* random sets differ per seed and per draw: the draw's own seed */
-        uint64_t draw = (uint64_t)seed * 1000 + (uint64_t)random_set;
-        if (cast_select_heads(st->map, d->m.cfg.layers, d->m.cfg.heads, st->kind, r->k, draw, r->skipped, err)) return -1;
-    }
-    cast_mask mask;
-    cast_mask_for_heads(&mask, &d->m, CAST_TRAIN_ATTN, r->skipped, r->k, CAST_KV_FREEZE_ALL);
-    r->trainable = cast_mask_count(&mask, &d->m);
+    /* the one tune flow: strategy → k (whole groups for a group map) → skip set → mask → AdamW */
+    cast_tune_opts to;
+    cast_tune_opts_default(&to);
+    to.strategy = st->kind;
+    to.skip = budget;
+    to.fixed = st->fixed;
+    to.n_fixed = st->fixed ? cast_top_count(budget, n) : 0;
+    to.select_seed = (uint64_t)seed * 1000 + (uint64_t)random_set; /* random sets differ per seed and per draw */
+    to.train.adam.lr = d->o->lr;
+    to.train.steps = d->o->steps;
+    to.train.micro_batch = d->o->batch;
+    to.train.batch = d->o->batch * d->o->grad_accum;
+    to.train.seed = (uint64_t)seed; /* the same data order for every strategy of this seed */
+    to.train.anchor_weight = d->o->anchor_weight > 0 ? d->o->anchor_weight : -1; /* unset: 1 for pcgrad, else none */
+    cast_tune_run tr;
+    if (cast_tune_plan(&d->m, st->map, &to, &tr, err)) return -1;
+    r->k = tr.k;
+    r->skipped = cast_xcalloc((size_t)n + 1, sizeof(int));
+    memcpy(r->skipped, tr.skip, sizeof(int) * (size_t)tr.k);
+    r->trainable = tr.trainable;
     restore(d);
-    cast_train_opts o;
-    cast_train_opts_default(&o);
-    o.adam.lr = d->o->lr;
-    o.steps = d->o->steps;
-    o.micro_batch = d->o->batch;
-    o.batch = d->o->batch * d->o->grad_accum;
-    o.seed = (uint64_t)seed; /* the same data order for every strategy of this seed */
-    o.pcgrad = st->kind == CAST_STRATEGY_PCGRAD;
-    o.anchor_weight = o.pcgrad ? (d->o->anchor_weight > 0 ? d->o->anchor_weight : 1.0) : d->o->anchor_weight;
     double t = cast_now_s();
-    int rc = cast_train(&d->m, &mask, align, (o.pcgrad || o.anchor_weight > 0) ? anchor : NULL, &o, err);
-    cast_mask_free(&mask);
+    int rc = cast_tune_train(&d->m, &tr, align, anchor, &to, err);
+    cast_tune_run_free(&tr);
     r->train_s = cast_now_s() - t;
     if (rc) return -1;
     snprintf(what, sizeof what, "eval: %s", r->name);
@@ -834,7 +835,7 @@ int cast_demo_run(const cast_demo_opts *o, cast_err *err) {
             cast_diag_opts_default(&dopt);
             demo_variant_opts(v, o, &dopt);
             if (v) stage(&d, demo_variant_name(v));
-            bad = cast_diagnose(&d.m, &diag_s, &diag_u, ps, pu, &dopt, &maps[v], err);
+            bad = cast_diagnose_map(&d.m, &diag_s, &diag_u, ps, pu, &dopt, &maps[v], err);
             if (!bad) n_maps++;
         }
         if (bad) goto done;

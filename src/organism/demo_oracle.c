@@ -9,6 +9,7 @@
 #include "eval/judge.h"
 #include "eval/metrics.h"
 #include "organism/world.h"
+#include "report/attribution.h"
 
 int demo_oracle_run(demo_oracle *o, cast_model *tuned, const char *base_dir, const char *data, const cast_tokenizer *tok,
                     const cast_chat_template *tpl, const cast_conflict_map *map, int kmax, double refusal_floor, int limit, const char *out,

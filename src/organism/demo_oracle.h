@@ -7,7 +7,7 @@
 
 #include "base/buf.h"
 #include "base/error.h"
-#include "cast/attribute.h"
+#include "eval/attribute.h"
 #include "cast/diagnose.h"
 #include "model/model.h"
 #include "text/chat.h"

@@ -653,7 +653,7 @@ static int load_csv(builder *b, const char *text, size_t len, cast_err *err) {
             const char *a = c.fields[c_ans];
             char *end;
             long v = strtol(a, &end, 10);
-            if (*a && !*end) e->correct = (int)v;
+            if (*a && !*end) e->correct = v >= 0 && v < n_choices ? (int)v : -1; /* no wrap into range through int */
             else if (a[0] >= 'A' && a[0] < 'A' + n_choices && !a[1]) e->correct = a[0] - 'A';
             if (e->correct < 0 || e->correct >= n_choices) {
                 rc = fail_at(err, path, line, "answer \"%.40s\" is not a choice index 0-%d (or a letter A-%c)", a,
@@ -715,18 +715,14 @@ done:
 
 /* ------------------------------------------------------------------- load */
 
-int cast_dataset_load(cast_dataset *d, const char *path, cast_err *err) {
+int cast_dataset_load_text(cast_dataset *d, const char *text, size_t len, const char *path, cast_err *err) {
     memset(d, 0, sizeof *d);
-    char *text;
-    size_t len;
-    if (cast_read_file(path, &text, &len, err)) return -1;
     d->path = cast_xstrdup(path);
     size_t bad = utf8_bad(text, len);
     if (bad != len) {
-        int rc = fail_at(err, path, line_of(text, bad), text[bad] ? "invalid UTF-8" : "NUL byte (not a text file?)");
-        free(text);
+        fail_at(err, path, line_of(text, bad), text[bad] ? "invalid UTF-8" : "NUL byte (not a text file?)");
         cast_dataset_free(d);
-        return rc;
+        return -1;
     }
     size_t start = 0;
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) start = 3; /* a byte-order mark */
@@ -738,13 +734,22 @@ int cast_dataset_load(cast_dataset *d, const char *path, cast_err *err) {
     else if (text[p] == '[') rc = load_json_array(&b, text, len, p, err);
     else if (text[p] == '{') rc = load_jsonl(&b, text + start, len - start, err);
     else rc = load_csv(&b, text + start, len - start, err);
-    free(text);
     if (rc == 0 && d->n == 0) rc = cast_fail(err, "%s: empty dataset", path);
     if (rc) {
         cast_dataset_free(d);
         return -1;
     }
     return 0;
+}
+
+int cast_dataset_load(cast_dataset *d, const char *path, cast_err *err) {
+    memset(d, 0, sizeof *d);
+    char *text;
+    size_t len;
+    if (cast_read_file(path, &text, &len, err)) return -1;
+    int rc = cast_dataset_load_text(d, text, len, path, err);
+    free(text);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- filters */
@@ -899,6 +904,9 @@ static int encode_example(const cast_dataset *d, const cast_example *e, const ca
     }
     default: {
         const char *resp = d->kind == CAST_DATA_MULTIPLE_CHOICE ? e->choices[e->correct] : e->response;
+        /* an exact-answer item's worked response is optional: without it,
+         * the item is for evaluation only */
+        if (!resp) return fail_at(err, d->path, e->line, "no response to train or score on (only \"answer\")");
         rc = cast_encode_prompt_response(tok, tpl, e->prompt, resp, ids, labels, n, err);
     }
     }

@@ -6,6 +6,7 @@
 #ifndef CAST_TEXT_DATASET_H
 #define CAST_TEXT_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -55,6 +56,9 @@ typedef struct cast_dataset {
 const char *cast_data_kind_name(cast_data_kind k); /* "prompt_response", "messages", ... */
 
 int cast_dataset_load(cast_dataset *d, const char *path, cast_err *err);
+/* The same from text[0..len) in memory (already inflated; need not be
+ * NUL-terminated); path names it in messages and in d->path. */
+int cast_dataset_load_text(cast_dataset *d, const char *text, size_t len, const char *path, cast_err *err);
 void cast_dataset_free(cast_dataset *d);
 
 /* Keeps the examples whose label equals `label` (e.g. XSTest "safe"); returns how many. */

@@ -8,7 +8,9 @@
  * ns.attr, tuples, block form), macro, break/continue, generation; Python-like
  * values (none, bool, int, float, str, list, dict, namespace), operators,
  * filters, tests, string/dict methods and slicing. Anything else is a clear
- * error naming the template and line, never a silent difference. */
+ * error naming the template and line, never a silent difference. Templates
+ * are untrusted: rendering is bounded in work, memory and nesting (jinja.c
+ * lists the limits), and going over one is an error too. */
 #ifndef CAST_TEXT_JINJA_H
 #define CAST_TEXT_JINJA_H
 

@@ -17,8 +17,19 @@ static int py_space(int32_t c) {
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-/* json.dumps(v, ensure_ascii=False, indent=indent), transformers' tojson */
-static int json_val(rt *r, jval v, cast_buf *b, int indent, int level) {
+/* A newline and `spaces` spaces of tojson's indentation. */
+static int json_indent(rt *r, cast_buf *b, int64_t spaces) {
+    if (spaces > (int64_t)MAX_MEMORY) return jinja_over_limit(r, "memory");
+    if (spend_bytes(r, (size_t)spaces) || room(r, b->len + (size_t)spaces)) return -1;
+    cast_buf_putc(b, '\n');
+    for (int64_t s = 0; s < spaces; s++) cast_buf_putc(b, ' ');
+    return 0;
+}
+
+/* json.dumps(v, ensure_ascii=False, indent=indent), transformers' tojson;
+ * indent < 0: none. */
+static int json_val(rt *r, jval v, cast_buf *b, int64_t indent, int level) {
+    if (jinja_visit(r, b, level)) return -1;
     switch (v.k) {
     case V_NONE: cast_buf_puts(b, "null"); return 0;
     case V_BOOL: cast_buf_puts(b, v.u.b ? "true" : "false"); return 0;
@@ -28,7 +39,10 @@ static int json_val(rt *r, jval v, cast_buf *b, int indent, int level) {
         else if (isinf(v.u.f)) cast_buf_puts(b, v.u.f < 0 ? "-Infinity" : "Infinity");
         else jinja_fmt_float(v.u.f, b);
         return 0;
-    case V_STR: cast_buf_json_string(b, v.u.s.p, v.u.s.n); return 0;
+    case V_STR:
+        if (spend_bytes(r, v.u.s.n)) return -1;
+        cast_buf_json_string(b, v.u.s.p, v.u.s.n);
+        return 0;
     case V_LIST:
     case V_DICT: {
         int is_list = v.k == V_LIST;
@@ -40,24 +54,19 @@ static int json_val(rt *r, jval v, cast_buf *b, int indent, int level) {
         }
         for (int i = 0; i < n; i++) {
             if (i) cast_buf_puts(b, indent >= 0 ? "," : ", ");
-            if (indent >= 0) {
-                cast_buf_putc(b, '\n');
-                for (int s = 0; s < indent * (level + 1); s++) cast_buf_putc(b, ' ');
-            }
+            if (indent >= 0 && json_indent(r, b, indent > (int64_t)MAX_MEMORY ? indent : indent * (level + 1))) return -1;
             if (is_list) {
                 if (json_val(r, v.u.l->v[i], b, indent, level + 1)) return -1;
             } else {
                 jval key = v.u.d->keys[i];
                 if (key.k != V_STR) key = jinja_to_str(r, key);
+                if (spend_bytes(r, key.u.s.n)) return -1;
                 cast_buf_json_string(b, key.u.s.p, key.u.s.n);
                 cast_buf_puts(b, ": ");
                 if (json_val(r, v.u.d->vals[i], b, indent, level + 1)) return -1;
             }
         }
-        if (indent >= 0) {
-            cast_buf_putc(b, '\n');
-            for (int s = 0; s < indent * level; s++) cast_buf_putc(b, ' ');
-        }
+        if (indent >= 0 && json_indent(r, b, indent > (int64_t)MAX_MEMORY ? indent : indent * level)) return -1;
         cast_buf_putc(b, is_list ? ']' : '}');
         return 0;
     }
@@ -97,13 +106,13 @@ static int in_set(int32_t c, const char *chars, size_t n) {
 }
 
 /* str.strip / lstrip / rstrip (chars: NULL = Python whitespace) */
-static jval str_strip(jval s, jval chars, int left, int right) {
+static jval str_strip(rt *r, jval s, jval chars, int left, int right) {
     const char *p = s.u.s.p;
     size_t n = s.u.s.n, start = 0, end = n;
     const char *cs = chars.k == V_STR ? chars.u.s.p : NULL;
     size_t cn = chars.k == V_STR ? chars.u.s.n : 0;
     if (left) {
-        while (start < end) {
+        while (start < end && !spend_bytes(r, cn)) {
             size_t i = start;
             int32_t c = cast_utf8_next(p, n, &i);
             if (cs ? !in_set(c, cs, cn) : !py_space(c)) break;
@@ -111,7 +120,7 @@ static jval str_strip(jval s, jval chars, int left, int right) {
         }
     }
     if (right) {
-        while (end > start) {
+        while (end > start && !spend_bytes(r, cn)) {
             size_t j = cast_utf8_char_start(p, start, end - 1);
             size_t i = j;
             int32_t c = cast_utf8_next(p, n, &i);
@@ -126,6 +135,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
     jval out = vlist(&r->a);
     const char *p = s.u.s.p;
     size_t n = s.u.s.n;
+    if (spend_bytes(r, n)) return out;
     if (sep.k != V_STR) {
         /* split on runs of whitespace, no empty strings */
         size_t i = 0;
@@ -140,7 +150,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
             i = j;
             if (i >= n) break;
             if (maxsplit >= 0 && splits >= maxsplit) {
-                list_push(&r->a, out.u.l, vstr(p + i, n - i)); /* the rest, as is */
+                push(r, out.u.l, vstr(p + i, n - i)); /* the rest, as is */
                 break;
             }
             while (j < n) {
@@ -148,7 +158,7 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
                 if (py_space(cast_utf8_next(p, n, &k))) break;
                 j = k;
             }
-            list_push(&r->a, out.u.l, vstr(p + i, j - i));
+            if (push(r, out.u.l, vstr(p + i, j - i))) break;
             splits++;
             i = j;
         }
@@ -157,12 +167,12 @@ static jval str_split(rt *r, jval s, jval sep, int64_t maxsplit) {
     size_t i = 0;
     int64_t splits = 0;
     for (;;) {
-        const char *f = (maxsplit < 0 || splits < maxsplit) ? jinja_memfind(p + i, n - i, sep.u.s.p, sep.u.s.n) : NULL;
+        const char *f = (maxsplit < 0 || splits < maxsplit) ? jinja_memfind(r, p + i, n - i, sep.u.s.p, sep.u.s.n) : NULL;
         if (!f) {
-            list_push(&r->a, out.u.l, vstr(p + i, n - i));
+            push(r, out.u.l, vstr(p + i, n - i));
             return out;
         }
-        list_push(&r->a, out.u.l, vstr(p + i, (size_t)(f - (p + i))));
+        if (push(r, out.u.l, vstr(p + i, (size_t)(f - (p + i))))) return out;
         i = (size_t)(f - p) + sep.u.s.n;
         splits++;
     }
@@ -173,6 +183,8 @@ static jval str_case(rt *r, jval s, int mode) {
      * (upper after start or one of -, whitespace, ( { [ <) */
     cast_buf b = {0};
     int prev_cased = 0, first = 1, prev_sep = 1;
+    /* a case mapping at most doubles the bytes of a character */
+    if (spend_bytes(r, s.u.s.n) || room_items(r, s.u.s.n, 4)) return vstr("", 0);
     for (size_t i = 0; i < s.u.s.n;) {
         int32_t c = cast_utf8_next(s.u.s.p, s.u.s.n, &i);
         int32_t o;
@@ -194,12 +206,33 @@ static jval str_case(rt *r, jval s, int mode) {
     return out;
 }
 
+/* Occurrences str.replace would replace (count < 0: all). */
+static int64_t replace_count(rt *r, jval s, jval old, int64_t count) {
+    if (old.u.s.n == 0) {
+        int64_t slots = (int64_t)cast_utf8_count(s.u.s.p, s.u.s.n) + 1; /* between characters and at both ends */
+        return count >= 0 && count < slots ? count : slots;
+    }
+    int64_t done = 0;
+    for (const char *p = s.u.s.p, *end = p + s.u.s.n, *f; (count < 0 || done < count) &&
+                                                          (f = jinja_memfind(r, p, (size_t)(end - p), old.u.s.p, old.u.s.n));
+         p = f + old.u.s.n)
+        done++;
+    return done;
+}
+
 static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
     cast_buf b = {0};
     size_t i = 0;
     int64_t done = 0;
     const char *p = s.u.s.p;
     size_t n = s.u.s.n;
+    /* the result's size is known before it is built: many copies of a long
+     * `new` must not outgrow the memory limit first */
+    if (spend_bytes(r, n)) return vstr("", 0);
+    int64_t times = replace_count(r, s, old, count);
+    if (times > 0 && (new_.u.s.n > MAX_MEMORY / (size_t)times || room(r, n + (size_t)times * new_.u.s.n)))
+        return jinja_over_limit(r, "memory"), vstr("", 0);
+    if (r->over || spend_bytes(r, n + (size_t)times * new_.u.s.n)) return vstr("", 0);
     if (old.u.s.n == 0) {
         /* Python inserts `new` between every character */
         for (size_t k = 0; k <= n;) {
@@ -215,7 +248,7 @@ static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
         }
     } else {
         while (i <= n) {
-            const char *f = (count < 0 || done < count) ? jinja_memfind(p + i, n - i, old.u.s.p, old.u.s.n) : NULL;
+            const char *f = (count < 0 || done < count) ? jinja_memfind(r, p + i, n - i, old.u.s.p, old.u.s.n) : NULL;
             if (!f) {
                 cast_buf_append(&b, p + i, n - i);
                 break;
@@ -231,16 +264,18 @@ static jval str_replace(rt *r, jval s, jval old, jval new_, int64_t count) {
     return out;
 }
 
-/* s.startswith(prefix or tuple of prefixes) */
-static int str_affix(jval s, jval x, int end) {
-    if (x.k == V_LIST) {
-        for (int i = 0; i < x.u.l->n; i++)
-            if (str_affix(s, x.u.l->v[i], end)) return 1;
-        return 0;
-    }
-    if (x.k != V_STR || x.u.s.n > s.u.s.n) return 0;
+static int str_affix1(rt *r, jval s, jval x, int end) {
+    if (x.k != V_STR || x.u.s.n > s.u.s.n || spend_bytes(r, x.u.s.n)) return 0;
     const char *p = end ? s.u.s.p + s.u.s.n - x.u.s.n : s.u.s.p;
     return memcmp(p, x.u.s.p, x.u.s.n) == 0;
+}
+
+/* s.startswith(prefix or tuple of prefixes) */
+static int str_affix(rt *r, jval s, jval x, int end) {
+    if (x.k != V_LIST) return str_affix1(r, s, x, end);
+    for (int i = 0; i < x.u.l->n; i++)
+        if (str_affix1(r, s, x.u.l->v[i], end)) return 1;
+    return 0;
 }
 
 /* --- dicts */
@@ -250,9 +285,7 @@ static jval dict_items(rt *r, jdict *d) {
     for (int i = 0; i < d->n; i++) {
         jval pair = vlist(&r->a);
         pair.u.l->tuple = 1;
-        list_push(&r->a, pair.u.l, d->keys[i]);
-        list_push(&r->a, pair.u.l, d->vals[i]);
-        list_push(&r->a, l.u.l, pair);
+        if (push(r, pair.u.l, d->keys[i]) || push(r, pair.u.l, d->vals[i]) || push(r, l.u.l, pair)) break;
     }
     return l;
 }
@@ -294,10 +327,10 @@ int jinja_test(rt *r, const char *name, jval v, const args *a, int *out) {
         int64_t i, j;
         if (want_int(r, v, name, &i) || want_int(r, x, name, &j)) return -1;
         if (j == 0) return jinja_fail(r, "divisibleby 0");
-        *out = i % j == 0;
-    } else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==")) *out = jinja_eq(v, x);
-    else if (!strcmp(name, "ne") || !strcmp(name, "!=")) *out = !jinja_eq(v, x);
-    else if (!strcmp(name, "sameas")) *out = jinja_eq(v, x) && v.k == x.k;
+        *out = j == -1 || i % j == 0; /* INT64_MIN % -1 overflows in C */
+    } else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==")) *out = jinja_eq(r, v, x);
+    else if (!strcmp(name, "ne") || !strcmp(name, "!=")) *out = !jinja_eq(r, v, x);
+    else if (!strcmp(name, "sameas")) *out = jinja_eq(r, v, x) && v.k == x.k;
     else if (!strcmp(name, "lt") || !strcmp(name, "le") || !strcmp(name, "gt") || !strcmp(name, "ge") ||
              !strcmp(name, "lessthan") || !strcmp(name, "greaterthan")) {
         int c;
@@ -311,10 +344,10 @@ int jinja_test(rt *r, const char *name, jval v, const args *a, int *out) {
         if (v.k != V_STR) *out = 0;
         else {
             jval c = str_case(r, v, name[0] == 'u');
-            *out = jinja_eq(c, v);
+            *out = jinja_eq(r, c, v);
         }
     } else return jinja_fail(r, "unknown test '%s'", name);
-    return 0;
+    return r->over ? -1 : 0;
 }
 
 /* --- filters */
@@ -323,6 +356,7 @@ static jval attr_path(rt *r, jval v, jval attr) {
     /* "a.b" attribute paths, as Jinja's map/selectattr/sort accept */
     if (attr.k != V_STR) return jinja_get_item(r, v, attr);
     const char *p = attr.u.s.p, *end = p + attr.u.s.n;
+    if (spend_bytes(r, attr.u.s.n)) return UNDEF;
     while (p <= end) {
         const char *dot = memchr(p, '.', (size_t)(end - p));
         const char *stop = dot ? dot : end;
@@ -342,19 +376,14 @@ typedef struct keyed {
 } keyed;
 
 /* Stable merge sort with a context (qsort has none, and Jinja's sort is stable). */
-static int sort_keyed(rt *r, keyed *v, keyed *tmp, int n, int ci) {
+static int sort_keyed(rt *r, keyed *v, keyed *tmp, int n) {
     if (n < 2) return 0;
     int h = n / 2;
-    if (sort_keyed(r, v, tmp, h, ci) || sort_keyed(r, v + h, tmp, n - h, ci)) return -1;
+    if (sort_keyed(r, v, tmp, h) || sort_keyed(r, v + h, tmp, n - h)) return -1;
     int i = 0, j = h, k = 0;
     while (i < h && j < n) {
-        jval a = v[i].key, b = v[j].key;
-        if (ci && a.k == V_STR && b.k == V_STR) {
-            a = str_case(r, a, 0);
-            b = str_case(r, b, 0);
-        }
         int c;
-        if (jinja_compare(r, a, b, &c)) return -1;
+        if (jinja_compare(r, v[i].key, v[j].key, &c)) return -1;
         tmp[k++] = c <= 0 ? v[i++] : v[j++];
     }
     while (i < h) tmp[k++] = v[i++];
@@ -367,11 +396,14 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
     jval a0 = jinja_arg(a, 0, NULL);
     if (!strcmp(name, "trim") || !strcmp(name, "strip")) {
         if (v.k != V_STR) v = jinja_to_str(r, v);
-        *out = str_strip(v, jinja_arg(a, 0, "chars"), 1, 1);
-        return 0;
+        *out = str_strip(r, v, jinja_arg(a, 0, "chars"), 1, 1);
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "length") || !strcmp(name, "count")) {
-        if (v.k == V_STR) *out = vint((int64_t)cast_utf8_count(v.u.s.p, v.u.s.n));
+        if (v.k == V_STR) {
+            if (spend_bytes(r, v.u.s.n)) return -1;
+            *out = vint((int64_t)cast_utf8_count(v.u.s.p, v.u.s.n));
+        }
         else if (v.k == V_LIST) *out = vint(v.u.l->n);
         else if (v.k == V_DICT) *out = vint(v.u.d->n);
         else if (v.k == V_UNDEF) *out = vint(0);
@@ -389,8 +421,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
     if (!strcmp(name, "tojson")) {
         /* transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) */
         jval ind = jinja_arg(a, 1, "indent");
-        int indent = -1;
-        if (ind.k == V_INT) indent = (int)ind.u.i;
+        int64_t indent = ind.k == V_INT ? ind.u.i : -1;
         if (jinja_truthy(jinja_arg(a, 0, "ensure_ascii")) || jinja_truthy(jinja_arg(a, 2, "separators")) || jinja_truthy(jinja_arg(a, 3, "sort_keys")))
             return jinja_fail(r, "tojson: only the indent argument is supported");
         cast_buf b = {0};
@@ -413,7 +444,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         v = jinja_to_str(r, v);
         if (want_str(r, old, "replace") || want_str(r, new_, "replace")) return -1;
         *out = str_replace(r, v, old, new_, cnt.k == V_INT ? cnt.u.i : -1);
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "default") || !strcmp(name, "d")) {
         jval dv = jinja_arg(a, 0, "default_value");
@@ -432,7 +463,8 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         jlist *l;
         if (jinja_iter_list(r, v, &l)) return -1;
         jval c = vlist(&r->a);
-        for (int i = 0; i < l->n; i++) list_push(&r->a, c.u.l, l->v[i]);
+        for (int i = 0; i < l->n; i++)
+            if (push(r, c.u.l, l->v[i])) return -1;
         *out = c;
         return 0;
     }
@@ -447,7 +479,8 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         jlist *l;
         if (jinja_iter_list(r, v, &l)) return -1;
         jval c = vlist(&r->a);
-        for (int i = l->n - 1; i >= 0; i--) list_push(&r->a, c.u.l, l->v[i]);
+        for (int i = l->n - 1; i >= 0; i--)
+            if (push(r, c.u.l, l->v[i])) return -1;
         *out = c;
         return 0;
     }
@@ -458,13 +491,13 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         if (sep.k == V_UNDEF) sep = vstr("", 0);
         sep = jinja_to_str(r, sep);
         cast_buf b = {0};
-        for (int i = 0; i < l->n; i++) {
-            if (i) cast_buf_append(&b, sep.u.s.p, sep.u.s.n);
-            jinja_str_val(attr.k != V_UNDEF ? attr_path(r, l->v[i], attr) : l->v[i], &b);
+        for (int i = 0; i < l->n && !r->over; i++) {
+            if (i && !spend_bytes(r, sep.u.s.n) && !room(r, b.len + sep.u.s.n)) cast_buf_append(&b, sep.u.s.p, sep.u.s.n);
+            jinja_str_val(r, attr.k != V_UNDEF ? attr_path(r, l->v[i], attr) : l->v[i], &b);
         }
         *out = jinja_buf_to_str(r, &b);
         cast_buf_free(&b);
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "map")) {
         jlist *l;
@@ -482,7 +515,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
                 char *fname = jinja_strndup(&r->a, a0.u.s.p, a0.u.s.n);
                 if (jinja_filter(r, fname, l->v[i], &sub, &x)) return -1;
             }
-            list_push(&r->a, res.u.l, x);
+            if (push(r, res.u.l, x)) return -1;
         }
         *out = res;
         return 0;
@@ -505,7 +538,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
                 char *tname = jinja_strndup(&r->a, test.u.s.p, test.u.s.n);
                 if (jinja_test(r, tname, x, &sub, &ok)) return -1;
             }
-            if (ok == keep_true) list_push(&r->a, res.u.l, l->v[i]);
+            if (ok == keep_true && push(r, res.u.l, l->v[i])) return -1;
         }
         *out = res;
         return 0;
@@ -524,10 +557,13 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         for (int i = 0; i < l->n; i++) {
             k[i].val = l->v[i];
             k[i].key = dictsort ? l->v[i].u.l->v[0] : attr.k != V_UNDEF ? attr_path(r, l->v[i], attr) : l->v[i];
+            /* case-insensitive: lowered once here, not at every comparison */
+            if (!jinja_truthy(cs) && k[i].key.k == V_STR) k[i].key = str_case(r, k[i].key, 0);
         }
-        if (sort_keyed(r, k, tmp, l->n, !jinja_truthy(cs))) return -1;
+        if (sort_keyed(r, k, tmp, l->n)) return -1;
         jval res = vlist(&r->a);
-        for (int i = 0; i < l->n; i++) list_push(&r->a, res.u.l, k[jinja_truthy(rev) ? l->n - 1 - i : i].val);
+        for (int i = 0; i < l->n; i++)
+            if (push(r, res.u.l, k[jinja_truthy(rev) ? l->n - 1 - i : i].val)) return -1;
         *out = res;
         return 0;
     }
@@ -538,7 +574,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         for (int i = 0; i < l->n; i++) {
             int seen;
             if (jinja_contains(r, res, l->v[i], &seen)) return -1;
-            if (!seen) list_push(&r->a, res.u.l, l->v[i]);
+            if (!seen && push(r, res.u.l, l->v[i])) return -1;
         }
         *out = res;
         return 0;
@@ -564,6 +600,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
     }
     if (!strcmp(name, "int")) {
         if (v.k == V_STR) {
+            if (spend_bytes(r, v.u.s.n)) return -1;
             char *s = jinja_strndup(&r->a, v.u.s.p, v.u.s.n), *e;
             long long x = strtoll(s, &e, 10);
             while (*e && py_space((unsigned char)*e)) e++;
@@ -574,6 +611,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
     }
     if (!strcmp(name, "float")) {
         if (v.k == V_STR) {
+            if (spend_bytes(r, v.u.s.n)) return -1;
             char *s = jinja_strndup(&r->a, v.u.s.p, v.u.s.n), *e;
             double x = strtod(s, &e);
             *out = (*s && !*e) ? vfloat(x) : (a0.k == V_UNDEF ? vfloat(0) : a0);
@@ -605,6 +643,14 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
         else
             for (int64_t i = 0; i < (w.k == V_INT ? w.u.i : 4); i++) cast_buf_putc(&pad, ' ');
         v = jinja_to_str(r, v);
+        /* the result's size first: a long prefix on many lines adds up */
+        size_t lines = 1;
+        for (const char *q = v.u.s.p, *e = q + v.u.s.n; (q = memchr(q, '\n', (size_t)(e - q))); q++) lines++;
+        if (spend_bytes(r, v.u.s.n) || room_items(r, lines, pad.len + 1) || room(r, v.u.s.n + lines * (pad.len + 1)) ||
+            spend_bytes(r, lines * pad.len)) {
+            cast_buf_free(&pad);
+            return -1;
+        }
         if (first) cast_buf_append(&b, pad.data ? pad.data : "", pad.len);
         size_t i = 0;
         for (int line = 0; i < v.u.s.n; line++) {
@@ -625,7 +671,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
     if (!strcmp(name, "wordcount")) {
         v = jinja_to_str(r, v);
         *out = vint(str_split(r, v, UNDEF, -1).u.l->n);
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "attr")) {
         if (want_str(r, a0, "attr")) return -1;
@@ -634,6 +680,7 @@ int jinja_filter(rt *r, const char *name, jval v, const args *a, jval *out) {
     }
     if (!strcmp(name, "e") || !strcmp(name, "escape") || !strcmp(name, "forceescape")) {
         v = jinja_to_str(r, v);
+        if (spend_bytes(r, v.u.s.n) || room_items(r, v.u.s.n, 5)) return -1; /* "&#34;" for one byte */
         cast_buf b = {0};
         for (size_t i = 0; i < v.u.s.n; i++) {
             char c = v.u.s.p[i];
@@ -660,21 +707,21 @@ int jinja_call_method(rt *r, jval self, const char *m, const args *a, jval *out)
         else if (!strcmp(m, "keys") || !strcmp(m, "values")) {
             jval l = vlist(&r->a);
             for (int i = 0; i < self.u.d->n; i++)
-                list_push(&r->a, l.u.l, m[0] == 'k' ? self.u.d->keys[i] : self.u.d->vals[i]);
+                if (push(r, l.u.l, m[0] == 'k' ? self.u.d->keys[i] : self.u.d->vals[i])) return -1;
             *out = l;
         } else {
-            int i = jinja_dict_find(self.u.d, a0);
+            int i = jinja_dict_find(r, self.u.d, a0);
             *out = i >= 0 ? self.u.d->vals[i] : (a1.k == V_UNDEF ? NONE : a1);
         }
-        return 0;
+        return r->over ? -1 : 0;
     }
     /* string methods */
     if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
         if (a0.k != V_STR && a0.k != V_LIST) return jinja_fail(r, "%s expects a string", m);
-        *out = vbool(str_affix(self, a0, m[0] == 'e'));
+        *out = vbool(str_affix(r, self, a0, m[0] == 'e'));
     } else if (!strcmp(m, "strip") || !strcmp(m, "lstrip") || !strcmp(m, "rstrip")) {
         if (a0.k != V_UNDEF && a0.k != V_NONE && want_str(r, a0, m)) return -1;
-        *out = str_strip(self, a0, m[0] != 'r', m[0] != 'l');
+        *out = str_strip(r, self, a0, m[0] != 'r', m[0] != 'l');
     } else if (!strcmp(m, "split") || !strcmp(m, "rsplit")) {
         jval sep = jinja_arg(a, 0, "sep"), ms = jinja_arg(a, 1, "maxsplit");
         if (sep.k == V_STR && sep.u.s.n == 0) return jinja_fail(r, "empty separator");
@@ -692,19 +739,21 @@ int jinja_call_method(rt *r, jval self, const char *m, const args *a, jval *out)
         if (want_str(r, a0, m)) return -1;
         if (m[0] == 'c') {
             int64_t c = 0;
+            if (spend_bytes(r, self.u.s.n)) return -1;
             if (a0.u.s.n == 0) c = (int64_t)cast_utf8_count(self.u.s.p, self.u.s.n) + 1;
             else
-                for (const char *p = self.u.s.p, *f; (f = jinja_memfind(p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
+                for (const char *p = self.u.s.p, *f; (f = jinja_memfind(r, p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
                      p = f + a0.u.s.n)
                     c++;
             *out = vint(c);
         } else {
             const char *best = NULL;
-            for (const char *p = self.u.s.p, *f; (f = jinja_memfind(p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
+            for (const char *p = self.u.s.p, *f; (f = jinja_memfind(r, p, self.u.s.n - (size_t)(p - self.u.s.p), a0.u.s.p, a0.u.s.n));
                  p = f + 1) {
                 best = f;
                 if (m[0] == 'f' || f >= self.u.s.p + self.u.s.n) break;
             }
+            if (spend_bytes(r, self.u.s.n)) return -1;
             *out = vint(best ? (int64_t)cast_utf8_count(self.u.s.p, (size_t)(best - self.u.s.p)) : -1);
         }
     } else if (!strcmp(m, "join")) {
@@ -715,6 +764,11 @@ int jinja_call_method(rt *r, jval self, const char *m, const args *a, jval *out)
             if (l->v[i].k != V_STR) {
                 cast_buf_free(&b);
                 return jinja_fail(r, "join: sequence item %d: expected str, %s found", i, jinja_type_name(l->v[i]));
+            }
+            size_t add = (i ? self.u.s.n : 0) + l->v[i].u.s.n;
+            if (spend_bytes(r, add) || room(r, b.len + add)) {
+                cast_buf_free(&b);
+                return -1;
             }
             if (i) cast_buf_append(&b, self.u.s.p, self.u.s.n);
             cast_buf_append(&b, l->v[i].u.s.p, l->v[i].u.s.n);
@@ -728,11 +782,12 @@ int jinja_call_method(rt *r, jval self, const char *m, const args *a, jval *out)
             const char *nl = memchr(self.u.s.p + i, '\n', self.u.s.n - i);
             size_t end = nl ? (size_t)(nl - self.u.s.p) : self.u.s.n;
             size_t e2 = end > i && self.u.s.p[end - 1] == '\r' ? end - 1 : end;
-            list_push(&r->a, l.u.l, vstr(self.u.s.p + i, e2 - i));
+            if (push(r, l.u.l, vstr(self.u.s.p + i, e2 - i))) return -1;
             i = end + 1;
         }
         *out = l;
     } else if (!strncmp(m, "is", 2)) {
+        if (spend_bytes(r, self.u.s.n)) return -1;
         int ok = self.u.s.n > 0;
         for (size_t i = 0; i < self.u.s.n && ok;) {
             int32_t c = cast_utf8_next(self.u.s.p, self.u.s.n, &i);
@@ -745,7 +800,7 @@ int jinja_call_method(rt *r, jval self, const char *m, const args *a, jval *out)
     } else {
         return jinja_fail(r, "unsupported method str.%s", m);
     }
-    return 0;
+    return r->over ? -1 : 0;
 }
 
 int jinja_call_global(rt *r, const char *name, const args *a, jval *out) {
@@ -766,7 +821,7 @@ int jinja_call_global(rt *r, const char *name, const args *a, jval *out) {
         if (count > (double)MAX_RANGE) return jinja_fail(r, "range too large");
         jval l = vlist(&r->a);
         for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
-            list_push(&r->a, l.u.l, vint(i));
+            if (push(r, l.u.l, vint(i))) return -1;
             if (__builtin_add_overflow(i, step, &i)) break;
         }
         *out = l;
@@ -776,10 +831,10 @@ int jinja_call_global(rt *r, const char *name, const args *a, jval *out) {
         jval d = vdict(&r->a);
         d.u.d->ns = name[0] == 'n';
         if (a->np >= 1 && a->p[0].k == V_DICT)
-            for (int i = 0; i < a->p[0].u.d->n; i++) jinja_dict_set(&r->a, d.u.d, a->p[0].u.d->keys[i], a->p[0].u.d->vals[i]);
-        for (int i = 0; i < a->nk; i++) jinja_dict_set_s(&r->a, d.u.d, a->kn[i], a->kv[i]);
+            for (int i = 0; i < a->p[0].u.d->n; i++) jinja_dict_set(r, d.u.d, a->p[0].u.d->keys[i], a->p[0].u.d->vals[i]);
+        for (int i = 0; i < a->nk; i++) jinja_dict_set_s(r, d.u.d, a->kn[i], a->kv[i]);
         *out = d;
-        return 0;
+        return r->over ? -1 : 0;
     }
     if (!strcmp(name, "strftime_now")) {
         jval f = jinja_arg(a, 0, NULL);

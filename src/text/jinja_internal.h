@@ -28,6 +28,7 @@ typedef struct ablock {
 
 typedef struct arena {
     ablock *head;
+    size_t bytes; /* all blocks together: what the memory limit counts */
 } arena;
 
 /* Zeroed memory that lives until jinja_arena_free. */
@@ -36,6 +37,30 @@ void jinja_arena_free(arena *a);
 char *jinja_strndup(arena *a, const char *s, size_t n);
 /* Grows an arena array of `size`-byte items to hold at least n + 1. */
 void *jinja_grow(arena *a, void *v, int n, int *cap, size_t size);
+
+/* ----------------------------------------------------------------- limits */
+
+/* A template is a program from an untrusted file: these bounds make every
+ * render finish, in bounded memory, whatever the template does. Real chat
+ * templates stay far below each. Going over one is the one-line error
+ * "template exceeds its <what> limit", and the render unwinds.
+ * - work: statements run, expressions evaluated, items built, visited or
+ *   compared, and bytes copied or scanned (4 to a unit); a real template
+ *   spends about a thousand units on a short conversation;
+ * - memory: the render's values, its output and captured output ({% set %}
+ *   blocks, macro calls) together (bytes copied are work as well, so the
+ *   work limit often stops a growing string first);
+ * - nesting: of statements and expressions being evaluated (the C stack), of
+ *   values walked to print or compare them (self-containing namespaces),
+ *   and in the parser, of brackets, operators and blocks in the source;
+ * - macro calls nested, and the items of one range() or repetition. */
+#define MAX_WORK 10000000L
+#define MAX_MEMORY ((size_t)256 << 20)
+#define MAX_NEST 400
+#define MAX_VALUE_NEST 100
+#define MAX_PARSE_NEST 200
+#define MAX_DEPTH 64
+#define MAX_RANGE 10000000LL
 
 /* ----------------------------------------------------------------- values */
 
@@ -114,10 +139,6 @@ static inline jval vlist(arena *a) {
     v.u.l = jinja_alloc(a, sizeof(jlist));
     return v;
 }
-static inline void list_push(arena *a, jlist *l, jval x) {
-    l->v = jinja_grow(a, l->v, l->n, &l->cap, sizeof(jval));
-    l->v[l->n++] = x;
-}
 static inline jval vdict(arena *a) {
     jval v = {V_DICT, {0}};
     v.u.d = jinja_alloc(a, sizeof(jdict));
@@ -132,21 +153,26 @@ static inline int64_t num_i(jval v) {
 }
 
 /* Dicts keep insertion order; lookups are linear (templates' dicts are small). */
-int jinja_dict_find(const jdict *d, jval key); /* index or -1 */
+struct rt;
+/* Index of key, or -1 (also when over a limit). */
+int jinja_dict_find(struct rt *r, const jdict *d, jval key);
 int jinja_dict_find_s(const jdict *d, const char *key);
-void jinja_dict_set(arena *a, jdict *d, jval key, jval val);
-void jinja_dict_set_s(arena *a, jdict *d, const char *key, jval val);
+void jinja_dict_set(struct rt *r, jdict *d, jval key, jval val);
+void jinja_dict_set_s(struct rt *r, jdict *d, const char *key, jval val);
 
-int jinja_eq(jval a, jval b); /* Python == */
+/* Python ==, charged as work; depth bounds the nesting walked (0 once over). */
+int jinja_eq_at(struct rt *r, jval a, jval b, int depth);
+int jinja_eq(struct rt *r, jval a, jval b);
 int jinja_truthy(jval v);
 const char *jinja_type_name(jval v); /* Python's, for messages */
 
 /* Python's repr of a float (shortest round trip). */
 void jinja_fmt_float(double f, cast_buf *b);
-/* str(v), as Python prints it. */
-void jinja_str_val(jval v, cast_buf *b);
-/* First occurrence of nd in h, or NULL (an empty nd is found at h). */
-const char *jinja_memfind(const char *h, size_t hn, const char *nd, size_t nn);
+/* str(v), as Python prints it (charged as work, bounded in memory and nesting). */
+void jinja_str_val(struct rt *r, jval v, cast_buf *b);
+/* First occurrence of nd in h, or NULL (an empty nd is found at h; NULL
+ * also once over the work limit). */
+const char *jinja_memfind(struct rt *r, const char *h, size_t hn, const char *nd, size_t nn);
 
 /* ----------------------------------------------------- tokens (jinja_lex.c) */
 
@@ -222,19 +248,57 @@ typedef struct rt {
     arena a;
     cast_buf *out;
     int capture; /* > 0 while output goes to a temporary buffer */
+    size_t held; /* bytes of the output buffers set aside by captures */
     cast_err *err;
     const char *what;
     frame *root;
     int line;
-    int depth;
-    long steps;
+    int depth; /* macro calls */
+    int nest;  /* eval / statement recursion */
+    long work; /* left of MAX_WORK */
+    int over;  /* a limit was hit: its message is set, the render unwinds */
     cast_jinja_span *spans;
     int nspans, capspans;
 } rt;
 
-#define MAX_STEPS 20000000L
-#define MAX_DEPTH 64
-#define MAX_RANGE 10000000LL
+/* Fails the render with the one-line message "template exceeds its <what>
+ * limit" (once: later errors keep it) and marks it over; returns -1. */
+int jinja_over_limit(rt *r, const char *what);
+
+/* Charges n units of work: -1 once the budget is spent. */
+static inline int spend(rt *r, long n) {
+    if (r->over) return -1;
+    r->work -= n;
+    return r->work < 0 ? jinja_over_limit(r, "work") : 0;
+}
+
+/* The work of copying or scanning n bytes (decoding UTF-8 on the way). */
+static inline int spend_bytes(rt *r, size_t n) { return spend(r, 1 + (long)(n >> 2)); }
+
+/* Whether `extra` more bytes fit in the memory limit. */
+static inline int room(rt *r, size_t extra) {
+    if (r->over) return -1;
+    size_t used = r->a.bytes + r->held + r->out->len;
+    return extra > MAX_MEMORY || used > MAX_MEMORY - extra ? jinja_over_limit(r, "memory") : 0;
+}
+
+/* n items of `size` bytes, without overflow. */
+static inline int room_items(rt *r, size_t n, size_t size) {
+    if (size && n > MAX_MEMORY / size) return jinja_over_limit(r, "memory");
+    return room(r, n * size);
+}
+
+/* Charges the visit of one value being printed into b (work, memory, and
+ * depth against the value nesting limit); -1 once over. */
+int jinja_visit(rt *r, const cast_buf *b, int depth);
+
+/* Appends x; -1 (x not added) once over a limit, so that loops stop. */
+static inline int push(rt *r, jlist *l, jval x) {
+    if (spend(r, 1) || room(r, 0)) return -1;
+    l->v = jinja_grow(&r->a, l->v, l->n, &l->cap, sizeof(jval));
+    l->v[l->n++] = x;
+    return 0;
+}
 
 /* Call arguments: positional, then keyword. */
 typedef struct args {

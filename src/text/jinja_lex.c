@@ -88,21 +88,21 @@ static int lex_string(lexer *L, size_t *pos) {
         case 'u':
         case 'U': {
             int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-            int32_t cp = 0;
+            uint32_t cp = 0; /* unsigned: 8 hex digits may exceed INT32_MAX */
             for (int d = 0; d < digits; d++) {
                 int h = i + (size_t)d < L->n ? hexval(L->src[i + (size_t)d]) : -1;
                 if (h < 0) {
                     cast_buf_free(&b);
                     return lex_fail(L, start, "bad escape in string literal");
                 }
-                cp = cp * 16 + h;
+                cp = cp * 16 + (uint32_t)h;
             }
             i += (size_t)digits;
-            if (!utf8proc_codepoint_valid(cp)) {
+            if (cp > 0x10FFFF || !utf8proc_codepoint_valid((utf8proc_int32_t)cp)) {
                 cast_buf_free(&b);
                 return lex_fail(L, start, "bad code point in string literal");
             }
-            cast_utf8_append(&b, cp);
+            cast_utf8_append(&b, (int32_t)cp);
             break;
         }
         default:

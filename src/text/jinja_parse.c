@@ -15,6 +15,7 @@ typedef struct parser {
     const char *what;
     cast_err *err;
     int has_gen;
+    int nest; /* recursion depth, bounded by MAX_PARSE_NEST */
 } parser;
 
 static tok *cur(parser *P) { return &P->t[P->pos]; }
@@ -317,7 +318,15 @@ static ex *parse_filter_expr(parser *P, ex *e) {
     }
 }
 
-static ex *parse_unary(parser *P, int with_filter) {
+/* Recursion guard of the parser: deep nesting in the source must not
+ * exhaust the C stack. */
+static int enter(parser *P) {
+    if (++P->nest <= MAX_PARSE_NEST) return 0;
+    P->nest--;
+    return pfail(P, "nested too deep (over %d levels of brackets, operators and blocks)", MAX_PARSE_NEST);
+}
+
+static ex *parse_unary_in(parser *P, int with_filter) {
     ex *e;
     if (is_op(P, "-") || is_op(P, "+")) {
         int neg = is_op(P, "-");
@@ -332,6 +341,13 @@ static ex *parse_unary(parser *P, int with_filter) {
     }
     e = parse_postfix(P, e);
     if (e && with_filter) e = parse_filter_expr(P, e);
+    return e;
+}
+
+static ex *parse_unary(parser *P, int with_filter) {
+    if (enter(P)) return NULL;
+    ex *e = parse_unary_in(P, with_filter);
+    P->nest--;
     return e;
 }
 
@@ -425,7 +441,9 @@ static ex *parse_compare(parser *P) {
 
 static ex *parse_not(parser *P) {
     if (accept_name(P, "not")) {
+        if (enter(P)) return NULL;
         ex *x = parse_not(P);
+        P->nest--;
         if (!x) return NULL;
         ex *e = new_ex(P, EX_NOT);
         e->a = x;
@@ -454,7 +472,7 @@ static ex *parse_or(parser *P) {
     return e;
 }
 
-static ex *parse_expr(parser *P) {
+static ex *parse_expr_in(parser *P) {
     ex *e = parse_or(P);
     while (e && accept_name(P, "if")) {
         ex *c = new_ex(P, EX_COND);
@@ -467,6 +485,13 @@ static ex *parse_expr(parser *P) {
         }
         e = c;
     }
+    return e;
+}
+
+static ex *parse_expr(parser *P) {
+    if (enter(P)) return NULL;
+    ex *e = parse_expr_in(P);
+    P->nest--;
     return e;
 }
 
@@ -535,7 +560,9 @@ static st *parse_if(parser *P, int line) {
     if (tok_is(tag, TK_NAME, "elif")) {
         int l2 = tag->line;
         P->pos += 2;
+        if (enter(P)) return NULL;
         st *sub = parse_if(P, l2);
+        P->nest--;
         if (!sub) return NULL;
         s->orelse = jinja_alloc(P->a, sizeof(st *));
         s->orelse[0] = sub;
@@ -659,7 +686,7 @@ static st *parse_tag(parser *P) {
     return NULL;
 }
 
-static int parse_body(parser *P, const char *const *ends, st ***out, int *nout) {
+static int parse_body_in(parser *P, const char *const *ends, st ***out, int *nout) {
     int cap = 0;
     *out = NULL;
     *nout = 0;
@@ -705,6 +732,13 @@ static int parse_body(parser *P, const char *const *ends, st ***out, int *nout) 
         *out = jinja_grow(P->a, *out, *nout, &cap, sizeof(st *));
         (*out)[(*nout)++] = s;
     }
+}
+
+static int parse_body(parser *P, const char *const *ends, st ***out, int *nout) {
+    if (enter(P)) return -1;
+    int rc = parse_body_in(P, ends, out, nout);
+    P->nest--;
+    return rc;
 }
 
 int cast_jinja_parse(cast_jinja **out, const char *src, const char *what, cast_err *err) {

@@ -13,12 +13,19 @@
 /* --- errors and scopes */
 
 int jinja_fail(rt *r, const char *fmt, ...) {
+    if (r->over) return -1; /* keep the limit's message: later errors follow from it */
     char msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return cast_fail(r->err, "%s: chat template line %d: %s", r->what, r->line, msg);
+}
+
+int jinja_over_limit(rt *r, const char *what) {
+    if (!r->over) jinja_fail(r, "template exceeds its %s limit", what);
+    r->over = 1;
+    return -1;
 }
 
 static frame *new_frame(rt *r, frame *parent) {
@@ -67,7 +74,7 @@ static jval lookup(rt *r, frame *f, const char *name) {
 jval jinja_to_str(rt *r, jval v) {
     if (v.k == V_STR) return v;
     cast_buf b = {0};
-    jinja_str_val(v, &b);
+    jinja_str_val(r, v, &b);
     jval s = vstr_copy(&r->a, b.data ? b.data : "", b.len);
     cast_buf_free(&b);
     return s;
@@ -75,10 +82,12 @@ jval jinja_to_str(rt *r, jval v) {
 
 jval jinja_buf_to_str(rt *r, cast_buf *b) { return vstr_copy(&r->a, b->data ? b->data : "", b->len); }
 
-/* Byte offsets of every code point boundary: off[0..count], off[count] = n. */
-static size_t *u8_offsets(arena *a, const char *s, size_t n, size_t *count) {
+/* Byte offsets of every code point boundary: off[0..count], off[count] = n.
+ * NULL when over a limit. */
+static size_t *u8_offsets(rt *r, const char *s, size_t n, size_t *count) {
+    if (spend_bytes(r, n) || room_items(r, n + 1, sizeof(size_t))) return NULL;
     size_t c = cast_utf8_count(s, n);
-    size_t *off = jinja_alloc(a, sizeof(size_t) * (c + 1));
+    size_t *off = jinja_alloc(&r->a, sizeof(size_t) * (c + 1));
     size_t i = 0, k = 0;
     while (i < n) {
         off[k++] = i;
@@ -97,7 +106,8 @@ int jinja_iter_list(rt *r, jval v, jlist **out) {
     case V_UNDEF: *out = vlist(&r->a).u.l; return 0;
     case V_DICT: {
         jval l = vlist(&r->a);
-        for (int i = 0; i < v.u.d->n; i++) list_push(&r->a, l.u.l, v.u.d->keys[i]);
+        for (int i = 0; i < v.u.d->n; i++)
+            if (push(r, l.u.l, v.u.d->keys[i])) return -1;
         *out = l.u.l;
         return 0;
     }
@@ -106,7 +116,7 @@ int jinja_iter_list(rt *r, jval v, jlist **out) {
         for (size_t i = 0; i < v.u.s.n;) {
             size_t s = i;
             cast_utf8_next(v.u.s.p, v.u.s.n, &i);
-            list_push(&r->a, l.u.l, vstr(v.u.s.p + s, i - s));
+            if (push(r, l.u.l, vstr(v.u.s.p + s, i - s))) return -1;
         }
         *out = l.u.l;
         return 0;
@@ -118,6 +128,7 @@ int jinja_iter_list(rt *r, jval v, jlist **out) {
 jval jinja_get_attr(rt *r, jval obj, const char *name) {
     if (jinja_is_method(obj, name)) return mk_func(r, FN_METHOD, name, obj);
     if (obj.k == V_DICT) {
+        if (spend(r, obj.u.d->n)) return UNDEF;
         int i = jinja_dict_find_s(obj.u.d, name);
         return i >= 0 ? obj.u.d->vals[i] : UNDEF;
     }
@@ -126,7 +137,7 @@ jval jinja_get_attr(rt *r, jval obj, const char *name) {
 
 jval jinja_get_item(rt *r, jval obj, jval key) {
     if (obj.k == V_DICT) {
-        int i = jinja_dict_find(obj.u.d, key);
+        int i = jinja_dict_find(r, obj.u.d, key);
         if (i >= 0) return obj.u.d->vals[i];
         if (key.k == V_STR && !obj.u.d->ns) {
             char *name = jinja_strndup(&r->a, key.u.s.p, key.u.s.n);
@@ -141,7 +152,8 @@ jval jinja_get_item(rt *r, jval obj, jval key) {
             return (i >= 0 && i < obj.u.l->n) ? obj.u.l->v[i] : UNDEF;
         }
         size_t count;
-        size_t *off = u8_offsets(&r->a, obj.u.s.p, obj.u.s.n, &count);
+        size_t *off = u8_offsets(r, obj.u.s.p, obj.u.s.n, &count);
+        if (!off) return UNDEF;
         if (i < 0) i += (int64_t)count;
         if (i < 0 || i >= (int64_t)count) return UNDEF;
         return vstr(obj.u.s.p + off[i], off[i + 1] - off[i]);
@@ -182,13 +194,15 @@ int jinja_slice(rt *r, jval obj, jval a, jval b, jval c, jval *out) {
     if (obj.k == V_LIST) {
         slice_indices(obj.u.l->n, a, b, c, &start, &stop, &step);
         jval l = vlist(&r->a);
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) list_push(&r->a, l.u.l, obj.u.l->v[i]);
+        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+            if (push(r, l.u.l, obj.u.l->v[i])) return -1;
         *out = l;
         return 0;
     }
     if (obj.k == V_STR) {
         size_t count;
-        size_t *off = u8_offsets(&r->a, obj.u.s.p, obj.u.s.n, &count);
+        size_t *off = u8_offsets(r, obj.u.s.p, obj.u.s.n, &count);
+        if (!off) return -1;
         slice_indices((int64_t)count, a, b, c, &start, &stop, &step);
         if (step == 1) {
             *out = start < stop ? vstr(obj.u.s.p + off[start], off[stop] - off[start]) : vstr("", 0);
@@ -210,7 +224,10 @@ int jinja_slice(rt *r, jval obj, jval a, jval b, jval c, jval *out) {
 
 /* --- operators */
 
-int jinja_compare(rt *r, jval a, jval b, int *out) {
+/* Python's <, as -1 / 0 / 1 in *out; depth bounds nested lists. */
+static int compare_at(rt *r, jval a, jval b, int *out, int depth) {
+    if (spend(r, 1)) return -1;
+    if (depth > MAX_VALUE_NEST) return jinja_over_limit(r, "value nesting");
     if (is_num(a) && is_num(b)) {
         double x = num_f(a), y = num_f(b);
         if (a.k != V_FLOAT && b.k != V_FLOAT) {
@@ -221,14 +238,16 @@ int jinja_compare(rt *r, jval a, jval b, int *out) {
     }
     if (a.k == V_STR && b.k == V_STR) {
         size_t n = a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n;
+        if (spend_bytes(r, n)) return -1;
         int c = memcmp(a.u.s.p, b.u.s.p, n);
         *out = c ? (c < 0 ? -1 : 1) : (a.u.s.n < b.u.s.n ? -1 : a.u.s.n > b.u.s.n);
         return 0;
     }
     if (a.k == V_LIST && b.k == V_LIST) {
         for (int i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
-            if (jinja_eq(a.u.l->v[i], b.u.l->v[i])) continue;
-            return jinja_compare(r, a.u.l->v[i], b.u.l->v[i], out);
+            if (jinja_eq_at(r, a.u.l->v[i], b.u.l->v[i], depth + 1)) continue;
+            if (r->over) return -1;
+            return compare_at(r, a.u.l->v[i], b.u.l->v[i], out, depth + 1);
         }
         *out = a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
         return 0;
@@ -236,18 +255,19 @@ int jinja_compare(rt *r, jval a, jval b, int *out) {
     return jinja_fail(r, "cannot compare %s with %s", jinja_type_name(a), jinja_type_name(b));
 }
 
+int jinja_compare(rt *r, jval a, jval b, int *out) { return compare_at(r, a, b, out, 0); }
+
 int jinja_contains(rt *r, jval hay, jval needle, int *out) {
     switch (hay.k) {
     case V_STR:
         if (needle.k != V_STR) return jinja_fail(r, "'in <string>' requires a string, not %s", jinja_type_name(needle));
-        *out = jinja_memfind(hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL;
-        return 0;
+        *out = jinja_memfind(r, hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL;
+        return r->over ? -1 : 0;
     case V_LIST:
         *out = 0;
-        for (int i = 0; i < hay.u.l->n; i++)
-            if (jinja_eq(hay.u.l->v[i], needle)) *out = 1;
-        return 0;
-    case V_DICT: *out = jinja_dict_find(hay.u.d, needle) >= 0; return 0;
+        for (int i = 0; i < hay.u.l->n && !*out && !r->over; i++) *out = jinja_eq(r, hay.u.l->v[i], needle);
+        return r->over ? -1 : 0;
+    case V_DICT: *out = jinja_dict_find(r, hay.u.d, needle) >= 0; return r->over ? -1 : 0;
     case V_UNDEF: *out = 0; return 0;
     default: return jinja_fail(r, "argument of type '%s' is not iterable", jinja_type_name(hay));
     }
@@ -256,6 +276,7 @@ int jinja_contains(rt *r, jval hay, jval needle, int *out) {
 int jinja_binop(rt *r, int op, jval a, jval b, jval *out) {
     if (op == OP_ADD) {
         if (a.k == V_STR && b.k == V_STR) {
+            if (spend_bytes(r, a.u.s.n + b.u.s.n) || room(r, a.u.s.n + b.u.s.n)) return -1;
             char *p = jinja_alloc(&r->a, a.u.s.n + b.u.s.n + 1);
             memcpy(p, a.u.s.p, a.u.s.n);
             memcpy(p + a.u.s.n, b.u.s.p, b.u.s.n);
@@ -264,8 +285,10 @@ int jinja_binop(rt *r, int op, jval a, jval b, jval *out) {
         }
         if (a.k == V_LIST && b.k == V_LIST) {
             jval l = vlist(&r->a);
-            for (int i = 0; i < a.u.l->n; i++) list_push(&r->a, l.u.l, a.u.l->v[i]);
-            for (int i = 0; i < b.u.l->n; i++) list_push(&r->a, l.u.l, b.u.l->v[i]);
+            for (int i = 0; i < a.u.l->n; i++)
+                if (push(r, l.u.l, a.u.l->v[i])) return -1;
+            for (int i = 0; i < b.u.l->n; i++)
+                if (push(r, l.u.l, b.u.l->v[i])) return -1;
             *out = l;
             return 0;
         }
@@ -274,6 +297,9 @@ int jinja_binop(rt *r, int op, jval a, jval b, jval *out) {
         int64_t times = num_i(b);
         if (times > MAX_RANGE) return jinja_fail(r, "repetition too large");
         if (a.k == V_STR) {
+            /* the size is known: refuse it before building it */
+            if (times > 0 && (room_items(r, (size_t)times, a.u.s.n) || spend_bytes(r, (size_t)times * a.u.s.n)))
+                return -1;
             cast_buf s = {0};
             for (int64_t i = 0; i < times; i++) cast_buf_append(&s, a.u.s.p, a.u.s.n);
             *out = jinja_buf_to_str(r, &s);
@@ -281,7 +307,8 @@ int jinja_binop(rt *r, int op, jval a, jval b, jval *out) {
         } else {
             jval l = vlist(&r->a);
             for (int64_t i = 0; i < times; i++)
-                for (int k = 0; k < a.u.l->n; k++) list_push(&r->a, l.u.l, a.u.l->v[k]);
+                for (int k = 0; k < a.u.l->n; k++)
+                    if (push(r, l.u.l, a.u.l->v[k])) return -1;
             *out = l;
         }
         return 0;
@@ -317,9 +344,14 @@ int jinja_binop(rt *r, int op, jval a, jval b, jval *out) {
         if (ints) {
             if (j == 0) return jinja_fail(r, "integer division or modulo by zero");
             if (i == INT64_MIN && j == -1) return jinja_fail(r, "integer overflow");
-            int64_t q = i / j;
-            if ((i % j != 0) && ((i < 0) != (j < 0))) q--;
-            *out = op == OP_FDIV ? vint(q) : vint(i - q * j);
+            /* floor division and a modulo with the divisor's sign; the
+             * remainder is adjusted directly, as i - q * j may overflow */
+            int64_t q = i / j, m = i % j;
+            if (m != 0 && ((m < 0) != (j < 0))) {
+                q--;
+                m += j;
+            }
+            *out = op == OP_FDIV ? vint(q) : vint(m);
         } else {
             if (y == 0) return jinja_fail(r, "float division by zero");
             double q = floor(x / y);
@@ -346,6 +378,22 @@ int jinja_binop(rt *r, int op, jval a, jval b, jval *out) {
 static int exec_body(rt *r, frame *f, st *const *body, int n);
 static int eval(rt *r, frame *f, const ex *e, jval *out);
 
+/* Output goes to tmp until capture_end (macro calls, {% set %} blocks); the
+ * output set aside still counts against the memory limit. */
+static cast_buf *capture_begin(rt *r, cast_buf *tmp) {
+    cast_buf *saved = r->out;
+    r->held += saved->len;
+    r->out = tmp;
+    r->capture++;
+    return saved;
+}
+
+static void capture_end(rt *r, cast_buf *saved) {
+    r->capture--;
+    r->out = saved;
+    r->held -= saved->len;
+}
+
 static int call_macro(rt *r, const st *m, const args *a, jval *out) {
     if (r->depth >= MAX_DEPTH) return jinja_fail(r, "macro recursion too deep");
     frame *f = new_frame(r, r->root);
@@ -362,14 +410,11 @@ static int call_macro(rt *r, const st *m, const args *a, jval *out) {
             frame_set(r, f, m->names[i], v);
         }
     }
-    cast_buf tmp = {0}, *saved = r->out;
-    r->out = &tmp;
-    r->capture++;
+    cast_buf tmp = {0}, *saved = capture_begin(r, &tmp);
     r->depth++;
     int rc = exec_body(r, f, m->body, m->nbody);
     r->depth--;
-    r->capture--;
-    r->out = saved;
+    capture_end(r, saved);
     if (rc < 0) {
         cast_buf_free(&tmp);
         return -1;
@@ -412,7 +457,7 @@ static int undefined_access(rt *r, const ex *obj, const char *attr) {
     return jinja_fail(r, "undefined value has no attribute '%s'", attr ? attr : "[]");
 }
 
-static int eval(rt *r, frame *f, const ex *e, jval *out) {
+static int eval_in(rt *r, frame *f, const ex *e, jval *out) {
     jval a, b;
     int prev_line = r->line;
     r->line = e->line;
@@ -425,8 +470,7 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         jval l = vlist(&r->a);
         l.u.l->tuple = e->k == EX_TUPLE;
         for (int i = 0; i < e->nargs; i++) {
-            if (eval(r, f, e->args[i], &a)) return -1;
-            list_push(&r->a, l.u.l, a);
+            if (eval(r, f, e->args[i], &a) || push(r, l.u.l, a)) return -1;
         }
         *out = l;
         break;
@@ -435,7 +479,7 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         jval d = vdict(&r->a);
         for (int i = 0; i < e->nargs; i++) {
             if (eval(r, f, e->args[i], &a) || eval(r, f, e->kwv[i], &b)) return -1;
-            jinja_dict_set(&r->a, d.u.d, a, b);
+            jinja_dict_set(r, d.u.d, a, b);
         }
         *out = d;
         break;
@@ -513,8 +557,8 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
     case EX_CONCAT: {
         if (eval(r, f, e->a, &a) || eval(r, f, e->b, &b)) return -1;
         cast_buf s = {0};
-        jinja_str_val(a, &s);
-        jinja_str_val(b, &s);
+        jinja_str_val(r, a, &s);
+        jinja_str_val(r, b, &s);
         *out = jinja_buf_to_str(r, &s);
         cast_buf_free(&s);
         break;
@@ -524,8 +568,8 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
         r->line = e->line;
         int c;
         switch (e->op) {
-        case OP_EQ: *out = vbool(jinja_eq(a, b)); break;
-        case OP_NE: *out = vbool(!jinja_eq(a, b)); break;
+        case OP_EQ: *out = vbool(jinja_eq(r, a, b)); break;
+        case OP_NE: *out = vbool(!jinja_eq(r, a, b)); break;
         case OP_IN:
         case OP_NOTIN:
             if (jinja_contains(r, b, a, &c)) return -1;
@@ -547,6 +591,17 @@ static int eval(rt *r, frame *f, const ex *e, jval *out) {
     }
     if (rc == 0) r->line = prev_line;
     return rc;
+}
+
+/* Every evaluation counts as work and as nesting (the C stack); a value
+ * built past a limit is never used: the limit fails the render. */
+static int eval(rt *r, frame *f, const ex *e, jval *out) {
+    if (spend(r, 1)) return -1;
+    if (r->nest >= MAX_NEST) return jinja_over_limit(r, "nesting");
+    r->nest++;
+    int rc = eval_in(r, f, e, out);
+    r->nest--;
+    return rc || r->over ? -1 : 0;
 }
 
 /* --- statements: 0 ok, -1 error, 1 break, 2 continue */
@@ -578,28 +633,30 @@ static int exec_for(rt *r, frame *f, const st *s) {
             frame *tf = new_frame(r, f);
             jval c;
             if (bind_targets(r, tf, s, items->v[i]) || eval(r, tf, s->cond, &c)) return -1;
-            if (jinja_truthy(c)) list_push(&r->a, kept.u.l, items->v[i]);
+            if (jinja_truthy(c) && push(r, kept.u.l, items->v[i])) return -1;
         }
         items = kept.u.l;
     }
     if (items->n == 0) return exec_body(r, f, s->orelse, s->norelse);
     int n = items->n;
     for (int i = 0; i < n; i++) {
+        /* an empty body still costs its loop variables: checked each round */
+        if (spend(r, 1) || room(r, 0)) return -1;
         frame *lf = new_frame(r, f);
         if (bind_targets(r, lf, s, items->v[i])) return -1;
         jval loop = vdict(&r->a);
         jdict *d = loop.u.d;
-        jinja_dict_set_s(&r->a, d, "index", vint(i + 1));
-        jinja_dict_set_s(&r->a, d, "index0", vint(i));
-        jinja_dict_set_s(&r->a, d, "revindex", vint(n - i));
-        jinja_dict_set_s(&r->a, d, "revindex0", vint(n - i - 1));
-        jinja_dict_set_s(&r->a, d, "first", vbool(i == 0));
-        jinja_dict_set_s(&r->a, d, "last", vbool(i == n - 1));
-        jinja_dict_set_s(&r->a, d, "length", vint(n));
-        jinja_dict_set_s(&r->a, d, "depth", vint(1));
-        jinja_dict_set_s(&r->a, d, "depth0", vint(0));
-        jinja_dict_set_s(&r->a, d, "previtem", i > 0 ? items->v[i - 1] : UNDEF);
-        jinja_dict_set_s(&r->a, d, "nextitem", i + 1 < n ? items->v[i + 1] : UNDEF);
+        jinja_dict_set_s(r, d, "index", vint(i + 1));
+        jinja_dict_set_s(r, d, "index0", vint(i));
+        jinja_dict_set_s(r, d, "revindex", vint(n - i));
+        jinja_dict_set_s(r, d, "revindex0", vint(n - i - 1));
+        jinja_dict_set_s(r, d, "first", vbool(i == 0));
+        jinja_dict_set_s(r, d, "last", vbool(i == n - 1));
+        jinja_dict_set_s(r, d, "length", vint(n));
+        jinja_dict_set_s(r, d, "depth", vint(1));
+        jinja_dict_set_s(r, d, "depth0", vint(0));
+        jinja_dict_set_s(r, d, "previtem", i > 0 ? items->v[i - 1] : UNDEF);
+        jinja_dict_set_s(r, d, "nextitem", i + 1 < n ? items->v[i + 1] : UNDEF);
         frame_set(r, lf, "loop", loop);
         int rc = exec_body(r, lf, s->body, s->nbody);
         if (rc < 0) return -1;
@@ -608,16 +665,15 @@ static int exec_for(rt *r, frame *f, const st *s) {
     return 0;
 }
 
-static int exec_st(rt *r, frame *f, const st *s) {
-    if (++r->steps > MAX_STEPS) return jinja_fail(r, "template did not finish (step limit)");
+static int exec_st_in(rt *r, frame *f, const st *s) {
     r->line = s->line;
     jval v;
     switch (s->k) {
     case ST_TEXT: cast_buf_append(r->out, s->text, s->n); return 0;
     case ST_OUT:
         if (eval(r, f, s->e, &v)) return -1;
-        jinja_str_val(v, r->out);
-        return 0;
+        jinja_str_val(r, v, r->out);
+        return r->over ? -1 : 0;
     case ST_IF:
         if (eval(r, f, s->e, &v)) return -1;
         return jinja_truthy(v) ? exec_body(r, f, s->body, s->nbody) : exec_body(r, f, s->orelse, s->norelse);
@@ -628,17 +684,14 @@ static int exec_st(rt *r, frame *f, const st *s) {
         if (s->attr) {
             jval ns = lookup(r, f, s->names[0]);
             if (ns.k != V_DICT || !ns.u.d->ns) return jinja_fail(r, "cannot assign attribute on non-namespace object");
-            jinja_dict_set_s(&r->a, ns.u.d, s->attr, v);
-            return 0;
+            jinja_dict_set_s(r, ns.u.d, s->attr, v);
+            return r->over ? -1 : 0;
         }
         return bind_targets(r, f, s, v);
     case ST_SETBLOCK: {
-        cast_buf tmp = {0}, *saved = r->out;
-        r->out = &tmp;
-        r->capture++;
+        cast_buf tmp = {0}, *saved = capture_begin(r, &tmp);
         int rc = exec_body(r, f, s->body, s->nbody);
-        r->capture--;
-        r->out = saved;
+        capture_end(r, saved);
         if (rc == 0) frame_set(r, f, s->names[0], jinja_buf_to_str(r, &tmp));
         cast_buf_free(&tmp);
         return rc;
@@ -666,6 +719,15 @@ static int exec_st(rt *r, frame *f, const st *s) {
     return jinja_fail(r, "internal: bad statement");
 }
 
+static int exec_st(rt *r, frame *f, const st *s) {
+    if (spend(r, 1) || room(r, 0)) return -1;
+    if (r->nest >= MAX_NEST) return jinja_over_limit(r, "nesting");
+    r->nest++;
+    int rc = exec_st_in(r, f, s);
+    r->nest--;
+    return r->over ? -1 : rc;
+}
+
 static int exec_body(rt *r, frame *f, st *const *body, int n) {
     for (int i = 0; i < n; i++) {
         int rc = exec_st(r, f, body[i]);
@@ -687,14 +749,15 @@ static jval from_json(rt *r, const cast_json *j) {
     }
     if (cast_json_is_array(j)) {
         jval l = vlist(&r->a);
-        for (cast_json *c = cast_json_first(j); c; c = cast_json_next(c)) list_push(&r->a, l.u.l, from_json(r, c));
+        for (cast_json *c = cast_json_first(j); c; c = cast_json_next(c))
+            if (push(r, l.u.l, from_json(r, c))) break;
         return l;
     }
     if (cast_json_is_object(j)) {
         jval d = vdict(&r->a);
         for (cast_json *c = cast_json_first(j); c; c = cast_json_next(c)) {
             const char *k = cast_json_key(c);
-            jinja_dict_set(&r->a, d.u.d, vstr(k, strlen(k)), from_json(r, c));
+            jinja_dict_set(r, d.u.d, vstr(k, strlen(k)), from_json(r, c));
         }
         return d;
     }
@@ -705,7 +768,7 @@ int cast_jinja_render(const cast_jinja *t, const cast_json *vars, cast_buf *out,
                       int *n_spans, cast_err *err) {
     if (spans) *spans = NULL;
     if (n_spans) *n_spans = 0;
-    rt r = {.out = out, .err = err, .what = t->what};
+    rt r = {.out = out, .err = err, .what = t->what, .work = MAX_WORK};
     r.root = new_frame(&r, NULL);
     for (cast_json *c = cast_json_first(vars); c && cast_json_is_object(vars); c = cast_json_next(c))
         frame_set(&r, r.root, cast_json_key(c), from_json(&r, c));

@@ -161,17 +161,29 @@ int tok_bpe_from_json(tok_bpe *m, const cast_json *model, const char *path, cast
     return 0;
 }
 
+/* A whole file that must be UTF-8, as Rust reads it. */
+static int read_utf8(const char *path, char **text, size_t *len, cast_err *err) {
+    if (cast_read_file(path, text, len, err)) return -1;
+    size_t ok = cast_utf8_valid_prefix(*text, *len);
+    if (ok == *len) return 0;
+    free(*text);
+    *text = NULL;
+    return cast_fail(err, "%s: not valid UTF-8 (byte %zu)", path, ok);
+}
+
 int tok_bpe_from_files(tok_bpe *m, const char *vocab_path, const char *merges_path, cast_err *err) {
     memset(m, 0, sizeof *m);
     m->unk = -1;
-    cast_json *vocab = cast_json_parse_file(vocab_path, err);
+    char *text;
+    size_t len;
+    if (read_utf8(vocab_path, &text, &len, err)) return -1;
+    cast_json *vocab = cast_json_parse(text, len, vocab_path, err);
+    free(text);
     if (!vocab) return -1;
     int rc = load_vocab(m, vocab, vocab_path, err);
     cast_json_free(vocab);
     if (rc) return -1;
-    char *text;
-    size_t len;
-    if (cast_read_file(merges_path, &text, &len, err)) return -1;
+    if (read_utf8(merges_path, &text, &len, err)) return -1;
     size_t lines = 1;
     for (const char *nl = text; (nl = memchr(nl, '\n', len - (size_t)(nl - text))); nl++) lines++;
     cast_strmap_reserve(&m->merges, lines);

@@ -83,6 +83,13 @@ static int parse_template(const cast_json *j, tmpl *out, const char *path, cast_
         int *iv;
         int ni;
         if (cast_json_int_array(ids, &iv, &ni, path, err)) return -1;
+        for (int k = 0; k < ni; k++)
+            if (iv[k] < 0 || iv[k] > 16777215) {
+                int bad_id = iv[k];
+                free(iv);
+                return cast_fail(err, "%s: TemplateProcessing: special token \"%s\" has id %d, not in 0..16777215", path,
+                                 name, bad_id);
+            }
         char **tv = cast_xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
         int bad = 0;
         for (int k = 0; k < n; k++) {
@@ -222,8 +229,13 @@ static int parse_added(cast_tokenizer *t, const cast_json *arr, const char *path
 
 /* ---- tokenizer.json ---- */
 
-static int load_json(cast_tokenizer *t, const char *path, tmpl *post, cast_err *err) {
-    cast_json *root = cast_json_parse_file(path, err);
+static int load_json_text(cast_tokenizer *t, const char *text, size_t n, const char *path, tmpl *post, cast_err *err) {
+    /* Rust `tokenizers` only reads UTF-8; checking the whole text once keeps
+     * every string taken from it (vocabulary, added tokens, replacements)
+     * valid UTF-8, which encoding and decoding rely on */
+    size_t ok = cast_utf8_valid_prefix(text, n);
+    if (ok != n) return cast_fail(err, "%s: not valid UTF-8 (byte %zu)", path, ok);
+    cast_json *root = cast_json_parse(text, n, path, err);
     if (!root) return -1;
     int rc = -1;
     const cast_json *x;
@@ -250,6 +262,15 @@ static int load_json(cast_tokenizer *t, const char *path, tmpl *post, cast_err *
     rc = 0;
 done:
     cast_json_free(root);
+    return rc;
+}
+
+static int load_json(cast_tokenizer *t, const char *path, tmpl *post, cast_err *err) {
+    char *text;
+    size_t n;
+    if (cast_read_file(path, &text, &n, err)) return -1;
+    int rc = load_json_text(t, text, n, path, post, err);
+    free(text);
     return rc;
 }
 
@@ -365,16 +386,47 @@ static void finish(cast_tokenizer *t) {
     pcre2_match_data_free(md);
 }
 
-int cast_tokenizer_load(cast_tokenizer **out, const char *dir, cast_err *err) {
-    *out = NULL;
+static cast_tokenizer *tok_new(const char *what, tmpl *post) {
     cast_tokenizer *t = cast_xcalloc(1, sizeof *t);
-    t->path = cast_xstrdup(dir);
+    t->path = cast_xstrdup(what);
     t->bpe.unk = -1;
     cast_bytelevel_init(&t->bytes);
-    tmpl post = {0};
     tok_tmpl_item seq = {0};
     seq.is_seq = 1;
-    tmpl_push(&post, seq);
+    tmpl_push(post, seq);
+    return t;
+}
+
+/* Completes a load (rc 0) or frees what was built (rc -1). */
+static int tok_done(cast_tokenizer *t, tmpl *post, int rc, cast_tokenizer **out) {
+    if (rc) {
+        items_free(post->v, post->n);
+        cast_tokenizer_free(t);
+        return -1;
+    }
+    /* a template that is just the sequence adds nothing */
+    if (post->n == 1 && post->v[0].is_seq) items_free(post->v, post->n);
+    else {
+        t->tmpl = post->v;
+        t->n_tmpl = post->n;
+    }
+    post->v = NULL;
+    finish(t);
+    *out = t;
+    return 0;
+}
+
+int cast_tokenizer_load_json(cast_tokenizer **out, const char *text, size_t n, const char *what, cast_err *err) {
+    *out = NULL;
+    tmpl post = {0};
+    cast_tokenizer *t = tok_new(what ? what : "tokenizer.json", &post);
+    return tok_done(t, &post, load_json_text(t, text, n, t->path, &post, err), out);
+}
+
+int cast_tokenizer_load(cast_tokenizer **out, const char *dir, cast_err *err) {
+    *out = NULL;
+    tmpl post = {0};
+    cast_tokenizer *t = tok_new(dir, &post);
     int rc = -1;
     char *json = NULL, *gz = NULL, *vocab = NULL, *merges = NULL;
     if (cast_file_exists(dir) && !cast_dir_exists(dir)) {
@@ -400,19 +452,5 @@ done:
     free(gz);
     free(vocab);
     free(merges);
-    if (!rc) {
-        /* a template that is just the sequence adds nothing */
-        if (post.n == 1 && post.v[0].is_seq) items_free(post.v, post.n);
-        else {
-            t->tmpl = post.v;
-            t->n_tmpl = post.n;
-        }
-        post.v = NULL;
-        finish(t);
-        *out = t;
-        return 0;
-    }
-    items_free(post.v, post.n);
-    cast_tokenizer_free(t);
-    return -1;
+    return tok_done(t, &post, rc, out);
 }

@@ -12,30 +12,6 @@
 #include "base/file.h"
 #include "text/tok_internal.h"
 
-/* ---- output ---- */
-
-void tok_out_push(tok_out *o, int id, const char *piece, size_t len) {
-    if (o->n == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 64;
-        o->ids = cast_xrealloc(o->ids, sizeof *o->ids * (size_t)o->cap);
-        if (o->want_pieces) o->piece_off = cast_xrealloc(o->piece_off, sizeof *o->piece_off * (size_t)o->cap);
-    }
-    o->ids[o->n] = id;
-    if (o->want_pieces) {
-        o->piece_off[o->n] = o->pieces.len;
-        cast_buf_append(&o->pieces, piece, len);
-        cast_buf_putc(&o->pieces, 0);
-    }
-    o->n++;
-}
-
-void tok_out_free(tok_out *o) {
-    free(o->ids);
-    free(o->piece_off);
-    cast_buf_free(&o->pieces);
-    memset(o, 0, sizeof *o);
-}
-
 /* ---- added tokens: trie and matching ---- */
 
 static int trie_node(tok_trie *t, unsigned char byte) {

@@ -14,6 +14,10 @@ typedef struct cast_tokenizer cast_tokenizer;
  * vocab.json + merges.txt (GPT-2 pipeline). tokenizer_config.json, when
  * present, supplies bos/eos/pad tokens and the chat template. */
 int cast_tokenizer_load(cast_tokenizer **out, const char *dir, cast_err *err);
+/* Loads the tokenizer.json text[0..n) held in memory (not gzip'd; need not be
+ * NUL-terminated). There is no tokenizer_config.json, so no bos/eos/pad or
+ * chat template. `what` names it in messages (NULL: "tokenizer.json"). */
+int cast_tokenizer_load_json(cast_tokenizer **out, const char *text, size_t n, const char *what, cast_err *err);
 void cast_tokenizer_free(cast_tokenizer *t);
 
 /* Encodes UTF-8 text. add_special applies the post-processor (BOS etc.),

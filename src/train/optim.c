@@ -8,68 +8,7 @@
 #include "dist/dist.h"
 #include "tensor/ops.h"
 
-static int64_t rows_of(const cast_tensor *t) { return t->shape[0]; }
 static int64_t cols_of(const cast_tensor *t) { return t->ndim == 2 ? t->shape[1] : 1; }
-
-void cast_mask_init(cast_mask *k, const cast_model *m) {
-    k->n = m->n_tensors;
-    k->trainable = cast_xcalloc((size_t)k->n, sizeof(int));
-    k->frozen_rows = cast_xcalloc((size_t)k->n, sizeof(uint8_t *));
-    k->frozen_cols = cast_xcalloc((size_t)k->n, sizeof(uint8_t *));
-}
-
-void cast_mask_free(cast_mask *k) {
-    for (int i = 0; i < k->n; i++) {
-        free(k->frozen_rows[i]);
-        free(k->frozen_cols[i]);
-    }
-    free(k->trainable);
-    free(k->frozen_rows);
-    free(k->frozen_cols);
-    memset(k, 0, sizeof *k);
-}
-
-void cast_mask_freeze_rows(cast_mask *k, const cast_model *m, int tensor, int64_t row0, int64_t count) {
-    if (tensor < 0) return;
-    if (!k->frozen_rows[tensor]) k->frozen_rows[tensor] = cast_xcalloc((size_t)rows_of(&m->tensors[tensor]), 1);
-    memset(k->frozen_rows[tensor] + row0, 1, (size_t)count);
-}
-
-void cast_mask_freeze_cols(cast_mask *k, const cast_model *m, int tensor, int64_t col0, int64_t count) {
-    if (tensor < 0) return;
-    if (!k->frozen_cols[tensor]) k->frozen_cols[tensor] = cast_xcalloc((size_t)cols_of(&m->tensors[tensor]), 1);
-    memset(k->frozen_cols[tensor] + col0, 1, (size_t)count);
-}
-
-static inline int frozen(const cast_mask *k, int i, int64_t r, int64_t c) {
-    return (k->frozen_rows[i] && k->frozen_rows[i][r]) || (k->frozen_cols[i] && k->frozen_cols[i][c]);
-}
-
-int64_t cast_mask_count(const cast_mask *k, const cast_model *m) {
-    int64_t n = 0;
-    for (int i = 0; i < k->n; i++) {
-        if (!k->trainable[i]) continue;
-        const cast_tensor *t = &m->tensors[i];
-        if (!k->frozen_rows[i] && !k->frozen_cols[i]) {
-            n += t->numel;
-            continue;
-        }
-        for (int64_t r = 0; r < rows_of(t); r++)
-            for (int64_t c = 0; c < cols_of(t); c++) n += !frozen(k, i, r, c);
-    }
-    return n;
-}
-
-void cast_mask_apply(const cast_mask *k, const cast_model *m, cast_grads *g) {
-    for (int i = 0; i < k->n; i++) {
-        if (!g->g[i] || (!k->frozen_rows[i] && !k->frozen_cols[i])) continue;
-        const cast_tensor *t = &m->tensors[i];
-        int64_t C = cols_of(t);
-        for (int64_t r = 0; r < rows_of(t); r++)
-            for (int64_t c = 0; c < C; c++)
-                if (frozen(k, i, r, c)) g->g[i][r * C + c] = 0.0f;
-    }
-}
 
 void cast_adamw_init_shard(cast_adamw *o, const cast_model *m, const cast_mask *k, int rank, int shards) {
     memset(o, 0, sizeof *o);
@@ -124,7 +63,7 @@ void cast_adamw_step(cast_adamw *o, cast_model *m, const cast_mask *k, const cas
         int masked = k->frozen_rows[i] || k->frozen_cols[i];
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(n))
         for (int64_t j = 0; j < n; j++) {
-            if (masked && frozen(k, i, (j0 + j) / C, (j0 + j) % C)) continue;
+            if (masked && cast_mask_frozen(k, i, (j0 + j) / C, (j0 + j) % C)) continue;
             gm[j] = fb1 * gm[j] + (1.0f - fb1) * gr[j];
             gv[j] = fb2 * gv[j] + (1.0f - fb2) * gr[j] * gr[j];
             float denom = sqrtf(gv[j] * inv_c2) + eps;

@@ -1,6 +1,5 @@
-/* Parameter masks and AdamW whose update — step and weight decay — skips
- * frozen elements, so that frozen values stay bit-identical. train/ knows
- * masks, not heads: cast/select.c turns heads into masks. */
+/* AdamW whose update — step and weight decay — skips the mask's frozen
+ * elements (model/mask.h), so that frozen values stay bit-identical. */
 #ifndef CAST_TRAIN_OPTIM_H
 #define CAST_TRAIN_OPTIM_H
 
@@ -8,26 +7,8 @@
 
 #include "base/error.h"
 #include "model/forward.h"
+#include "model/mask.h"
 #include "model/model.h"
-
-/* Which parameters train. A tensor trains when trainable[i]; inside it an
- * element (r, c) is frozen when frozen_rows[i][r] or frozen_cols[i][c]
- * (either array may be NULL). 1-D tensors use rows only. */
-typedef struct cast_mask {
-    int n;
-    int *trainable;
-    uint8_t **frozen_rows;
-    uint8_t **frozen_cols;
-} cast_mask;
-
-void cast_mask_init(cast_mask *k, const cast_model *m); /* nothing trainable */
-void cast_mask_free(cast_mask *k);
-void cast_mask_freeze_rows(cast_mask *k, const cast_model *m, int tensor, int64_t row0, int64_t count);
-void cast_mask_freeze_cols(cast_mask *k, const cast_model *m, int tensor, int64_t col0, int64_t count);
-/* Trainable elements (frozen ones excluded). */
-int64_t cast_mask_count(const cast_mask *k, const cast_model *m);
-/* Sets the gradient of every frozen element to 0. */
-void cast_mask_apply(const cast_mask *k, const cast_model *m, cast_grads *g);
 
 typedef struct cast_adamw_opts {
     double lr, beta1, beta2, eps, weight_decay;

@@ -358,10 +358,10 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
         if (!isfinite(loss) || !isfinite(norm) || (use_utility && !isfinite(loss_u))) {
             const char *what = isfinite(loss) && (!use_utility || isfinite(loss_u)) ? "the gradient" : "the loss";
             if (last_good >= 0)
-                cast_fail(err, "step %lld: %s is not finite; the last good checkpoint is %s (step %lld)", (long long)step + 1, what,
+                cast_fail_as(err, CAST_E_NUMERIC, "step %lld: %s is not finite; the last good checkpoint is %s (step %lld)", (long long)step + 1, what,
                           o->checkpoint_dir, (long long)last_good);
             else
-                cast_fail(err, "step %lld: %s is not finite; no checkpoint was written before it", (long long)step + 1, what);
+                cast_fail_as(err, CAST_E_NUMERIC, "step %lld: %s is not finite; no checkpoint was written before it", (long long)step + 1, what);
             goto done;
         }
         if (o->clip > 0 && norm > o->clip) cast_grads_scale(&gs, o->clip / norm);

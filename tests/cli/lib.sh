@@ -8,6 +8,8 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 SRC="${CAST_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 SHARED="${CAST_SHARED_DATA:-$SRC/../shared/data}"
+# Python snippets import the shared test modules (cast_test, safetensors_io) from tests/reference
+export PYTHONPATH="$SRC/tests/reference${PYTHONPATH:+:$PYTHONPATH}"
 
 pass() { PASSED=$((PASSED + 1)); }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; }

@@ -10,19 +10,15 @@ Shapes: vocab 259, hidden 32, 2 layers, 4 heads, 2 kv heads, float32, eos 256 (<
   gemma2  head_dim 16, query_pre_attn_scalar 16, soft-capping 20 / 10, sliding window 4 on layer 0, tied
 """
 
-import json
 import os
 import sys
-
-import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 sys.path.insert(0, HERE)
-import safetensors_io as st  # noqa: E402
-from make_cases import case, hf_config, init_weights  # noqa: E402
+import cast_test as ct  # noqa: E402
+from make_cases import case  # noqa: E402
 from make_tiny_chat_model import tokenizer_files  # noqa: E402
-from torch_llama import Config  # noqa: E402
 
 FAMILIES = {
     "qwen3": dict(arch="Qwen3ForCausalLM", head_dim=16),
@@ -42,15 +38,10 @@ def main(argv):
 
 
 def write(folder, fam):
-    os.makedirs(folder, exist_ok=True)
     c = case("family_" + fam, "tiny chat model", vocab=259, hidden=32, inter=64, layers=2, heads=4, kv_heads=2,
              **FAMILIES[fam])
-    config = hf_config(c, None, 256)
-    cfg = Config.from_hf(config)
-    weights = init_weights(cfg, torch.Generator().manual_seed(4321))
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    st.save(os.path.join(folder, "model.safetensors"), weights)
+    config, _, weights = ct.random_model(c, 4321, None, 256)
+    ct.save_model(folder, config, weights)
     tokenizer_files(folder)
 
 

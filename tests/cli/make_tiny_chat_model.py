@@ -16,16 +16,14 @@ token's NLL is ln(259), which makes replies and scores predictable.
 --max-pos N sets max_position_embeddings (default: make_cases's).
 """
 
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
-import safetensors_io as st  # noqa: E402
-from make_cases import BASE, case, hf_config, init_weights  # noqa: E402
-from torch_llama import Config  # noqa: E402
+import cast_test as ct  # noqa: E402
+from make_cases import BASE, case  # noqa: E402
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML = (
@@ -36,42 +34,11 @@ CHATML = (
 )
 
 
-def byte_symbols():
-    """GPT-2's byte -> printable unicode symbol table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def tokenizer_files(folder):
-    sym = byte_symbols()
-    vocab = {sym[b]: (b - ord("7")) % 256 for b in range(256)}
-    level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    added = [
-        {"id": 256 + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
-        for i, t in enumerate(SPECIALS)
-    ]
-    tok = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": None,
-        "pre_tokenizer": level,
-        "post_processor": level,
-        "decoder": level,
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                  "vocab": vocab, "merges": []},
-    }
+    tok = ct.byte_level_tokenizer(lambda b: (b - ord("7")) % 256, SPECIALS)
+    tok["model"].update(continuing_subword_prefix=None, end_of_word_suffix=None)
     cfg = {
-        "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added},
+        "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in tok["added_tokens"]},
         "bos_token": None,
         "eos_token": "<|im_end|>",
         "pad_token": "<|endoftext|>",
@@ -79,10 +46,8 @@ def tokenizer_files(folder):
         "model_max_length": 4096,
         "tokenizer_class": "Qwen2Tokenizer",
     }
-    with open(os.path.join(folder, "tokenizer.json"), "w") as f:
-        json.dump(tok, f, ensure_ascii=False)
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
+    ct.write_json(os.path.join(folder, "tokenizer.json"), tok, indent=None, ensure_ascii=False)
+    ct.write_json(os.path.join(folder, "tokenizer_config.json"), cfg)
 
 
 def main(argv):
@@ -96,20 +61,14 @@ def main(argv):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     folder = argv[1]
-    os.makedirs(folder, exist_ok=True)
     c = case("tiny_chat", "ChatML byte-level chat model", vocab=opts["--vocab"], hidden=32, inter=64, layers=2, heads=4, kv_heads=2)
     assert set(c) >= set(BASE)
-    config = hf_config(c, None, 256)
+    config, _, weights = ct.random_model(c, 1234, None, 256)
     if opts["--max-pos"]:
         config["max_position_embeddings"] = opts["--max-pos"]
-    cfg = Config.from_hf(config)
-    gen = torch.Generator().manual_seed(1234)
-    weights = init_weights(cfg, gen)
     if constant:
         weights["model.norm.weight"] = torch.zeros_like(weights["model.norm.weight"])
-    st.save(os.path.join(folder, "model.safetensors"), {n: t.to(torch.float32).contiguous() for n, t in weights.items()})
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    ct.save_model(folder, config, weights)
     tokenizer_files(folder)
     return 0
 

@@ -5,7 +5,6 @@
 # safetensors), heads frozen in tuning recover exactly 0, best sets respect the
 # floor and the greedy rule, the JSON schema, --compare-map, bad inputs.
 . "$(dirname "$0")/lib.sh"
-export CAST_SOURCE_DIR="$SRC" # the Python snippets import tests/reference/safetensors_io.py
 
 B="$TMP/base"
 /usr/bin/python3 "$SRC/tests/cli/make_tiny_chat_model.py" "$B" >/dev/null || { fail "make_tiny_chat_model"; finish; exit 1; }
@@ -54,7 +53,6 @@ cp "$T/model.safetensors" "$TMP/tuned_copy"
 # another shape: the base without its second layer
 /usr/bin/python3 - "$B" "$TMP/small" <<'EOF2'
 import json, os, shutil, sys
-sys.path.insert(0, os.path.join(os.environ.get("CAST_SOURCE_DIR", "."), "tests", "reference"))
 import safetensors_io as st
 src, dst = sys.argv[1:]
 shutil.copytree(src, dst)
@@ -160,7 +158,6 @@ check "frozen heads recover exactly 0: $frozen" [ "${frozen%% *}" = "True" ]
 HAND="$TMP/hand"
 picked=$(/usr/bin/python3 - "$B" "$T" "$HAND" "$TMP/a.json" <<'EOF'
 import json, os, shutil, sys
-sys.path.insert(0, os.path.join(os.environ.get("CAST_SOURCE_DIR", "."), "tests", "reference"))
 import safetensors_io as st
 base_dir, tuned_dir, out, aj = sys.argv[1:]
 a = json.load(open(aj))

@@ -31,9 +31,10 @@ EOF
 # the HF config (not from cast): the skipped heads' q rows and o columns, their
 # groups' k/v rows (--kv-freeze any) and every norm are bit-identical; the
 # other heads' q rows moved; the MLP (outside --train attn) did not. Then the
-# model apply-delta rebuilt equals the tuned one. Raw F32 bytes, no torch.
+# model apply-delta rebuilt equals the tuned one. Raw F32 bytes, no torch tensors.
 cat > "$TMP/frozen.py" <<'EOF'
-import json, struct, sys
+import json, sys
+import safetensors_io as st
 base, tuned, applied = sys.argv[1:4]
 
 class T:  # an F32 tensor of a safetensors file: rows and columns as raw bytes
@@ -48,10 +49,8 @@ class T:  # an F32 tensor of a safetensors file: rows and columns as raw bytes
         return b"".join(self.b[(r * self.cols + c0) * 4 : (r * self.cols + c0 + n) * 4] for r in range(self.shape[0]))
 
 def load(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8 : 8 + n])
-    return {k: T(raw[8 + n :], v) for k, v in header.items() if k != "__metadata__"}
+    header, data = st.read_raw(path)
+    return {k: T(data, v) for k, v in header.items() if k != "__metadata__"}
 
 class Obj(list):  # a JSON object as its (key, value) pairs: every key kept
     pass

@@ -42,4 +42,19 @@ expect_error "unknown template" "unsupported chat template" "$CAST" tokenize "$O
 mkdir -p "$TMP/notok" && cp "$O/config.json" "$O/model.safetensors" "$TMP/notok/"
 expect_error "chat needs a tokenizer" "tokenizer" "$CAST" generate "$TMP/notok" --chat --prompt hi
 expect_error "chat without a tokenizer" "chat template" "$CAST" chat "$TMP/notok"
+
+# hostile files end in a one-line error, never a crash or a hang (found by
+# fuzzing, tests/fuzz): a namespace holding itself, blocks nested 3000 deep
+# (both overflowed the stack), a tokenizer.json that is not UTF-8
+printf '%s' "{% set ns = namespace() %}{% set ns.a = ns %}{{ ns }}" > "$TMP/cycle.jinja"
+expect_error "template printing a namespace that holds itself" "value nesting limit" \
+    "$CAST" tokenize "$O" --messages "$TMP/conv.json" --template "$TMP/cycle.jinja"
+/usr/bin/python3 -c "print('{% if 1 %}' * 3000 + 'x' + '{% endif %}' * 3000, end='')" > "$TMP/deep.jinja"
+expect_error "template nested 3000 deep" "nested too deep" "$CAST" tokenize "$O" --messages "$TMP/conv.json" --template "$TMP/deep.jinja"
+# Python's integer division and modulo at INT64_MIN (C's overflowed)
+printf '%s' "{{ (-9223372036854775807 - 1) % 9223372036854775807 }} {{ (-9223372036854775807 - 1) // 9223372036854775807 }}" > "$TMP/minmod.jinja"
+"$CAST" tokenize "$O" --messages "$TMP/conv.json" --template "$TMP/minmod.jinja" --json > "$TMP/minmod.json"
+check "modulo at INT64_MIN" [ "$(json_get "$TMP/minmod.json" "j['text']")" = "9223372036854775806 -2" ]
+printf '{"model": {"type": "BPE", "vocab": {"\xf0": 0, "a": 1}, "merges": []}}' > "$TMP/bad_utf8.json"
+expect_error "tokenizer.json not UTF-8" "bad_utf8.json: not valid UTF-8 (byte 37)" "$CAST" tokenize "$TMP/bad_utf8.json" a
 finish

@@ -111,22 +111,21 @@ check "sparse apply-delta reproduces the tuned weights byte for byte" cmp -s "$T
 "$CAST" apply-delta "$M" "$TMP/sp" --out "$TMP/a_sph" --scale 0.5 >/dev/null
 
 # an old delta (no fingerprint in its metadata): applied with a note
-# the numeric checks, in one Python run (pure standard library: no numpy here)
+# the numeric checks, in one Python run (f32 arithmetic on the raw values: no numpy, no torch tensors)
 cat > "$TMP/check.py" <<'EOF'
-import json, struct, sys, zlib
+import struct, sys, zlib
 from array import array
+import safetensors_io as st
 
 def load(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
+    h, data = st.read_raw(path)
     meta = h.pop("__metadata__", {})
     out = {}
     for k, v in h.items():
         s, e = v["data_offsets"]
-        a = array("f"); a.frombytes(b[8 + n + s:8 + n + e])
+        a = array("f"); a.frombytes(data[s:e])
         out[k] = (v["shape"], a)
-    return meta, out, b, n
+    return meta, out
 
 def ulp(x):
     # spacing of f32 at |x| (x a f32 value)
@@ -151,15 +150,15 @@ def fingerprint(tensors):
 
 T = sys.argv[1]
 ok = lambda what, cond, detail="": print(("PASS " if cond else "FAIL ") + what + ("" if cond else ": " + detail))
-_, base, _, _ = load(T + "/base/model.safetensors")
-_, tuned, _, _ = load(T + "/df/model.safetensors")
-dmeta, diff, raw, hlen = load(T + "/df/delta.safetensors")
-smeta, sparse, _, _ = load(T + "/sp/delta.safetensors")
-_, a1, _, _ = load(T + "/a_df1/model.safetensors")
-_, ah, _, _ = load(T + "/a_dfh/model.safetensors")
-_, sh, _, _ = load(T + "/a_sph/model.safetensors")
-_, s0, _, _ = load(T + "/a_sp0/model.safetensors")
-_, d0, _, _ = load(T + "/a_df0/model.safetensors")
+_, base = load(T + "/base/model.safetensors")
+_, tuned = load(T + "/df/model.safetensors")
+dmeta, diff = load(T + "/df/delta.safetensors")
+smeta, sparse = load(T + "/sp/delta.safetensors")
+_, a1 = load(T + "/a_df1/model.safetensors")
+_, ah = load(T + "/a_dfh/model.safetensors")
+_, sh = load(T + "/a_sph/model.safetensors")
+_, s0 = load(T + "/a_sp0/model.safetensors")
+_, d0 = load(T + "/a_df0/model.safetensors")
 fp = fingerprint(base)
 ok("diff delta metadata: cast_delta diff", dmeta.get("cast_delta") == "diff", str(dmeta))
 ok("sparse delta metadata: cast_delta sparse", smeta.get("cast_delta") == "sparse", str(smeta))
@@ -193,15 +192,12 @@ for k in tuned:
         tol = ulp(max(abs(b), abs(t), abs(m)))
         if abs(x - m) > tol or abs(y - m) > 0.5 * ulp(m): bad += 1
 ok("--scale 0.5: sparse gives base + (tuned - base)/2 correctly rounded, diff within 1 ulp", bad == 0, "%d weights off" % bad)
-# an old-style delta: the same tensors, no cast metadata
-hdr = json.loads(raw[8:8 + hlen]); hdr["__metadata__"] = {"format": "pt"}
-_, _, sraw, shlen = load(T + "/sp/delta.safetensors")
-shdr = json.loads(sraw[8:8 + shlen]); shdr["__metadata__"] = {"format": "pt"}
-hb = json.dumps(shdr).encode(); hb += b" " * ((8 - len(hb) % 8) % 8)
-open(T + "/old_delta.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + sraw[8 + shlen:])
+# an old-style delta: the same tensors, no cast metadata; and one of an unknown format
+shdr, sdata = st.read_raw(T + "/sp/delta.safetensors")
+shdr["__metadata__"] = {"format": "pt"}
+st.save_raw(T + "/old_delta.safetensors", shdr, sdata)
 shdr["__metadata__"] = {"format": "pt", "cast_delta": "zip"}
-hb = json.dumps(shdr).encode(); hb += b" " * ((8 - len(hb) % 8) % 8)
-open(T + "/zip_delta.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + sraw[8 + shlen:])
+st.save_raw(T + "/zip_delta.safetensors", shdr, sdata)
 EOF
 $PY "$TMP/check.py" "$TMP" > "$TMP/check.out" 2>&1
 while read -r verdict what; do
@@ -268,7 +264,8 @@ check "a refused compare writes no --out" test ! -e "$EV/x.json"
 BIG="$TMP/big"
 mkdir -p "$BIG"
 $PY - "$BIG" <<'EOF'
-import json, os, struct, sys
+import json, os, sys
+import safetensors_io as st
 d = sys.argv[1]
 H, L, I, V, NH, KV = 4096, 32, 14336, 128256, 32, 8  # Llama-3-8B's shapes
 cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H, "intermediate_size": I,
@@ -291,11 +288,10 @@ for name, shape in shapes:
     for s in shape: n *= s
     hdr[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + 2 * n]}
     off += 2 * n
-hb = json.dumps(hdr).encode(); hb += b" " * ((8 - len(hb) % 8) % 8)
-path = os.path.join(d, "model.safetensors")
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(hb)) + hb)
-    f.truncate(8 + len(hb) + off)  # sparse: no data blocks
+head = st.build_raw(hdr, b"")
+with open(os.path.join(d, "model.safetensors"), "wb") as f:
+    f.write(head)
+    f.truncate(len(head) + off)  # sparse: no data blocks
 EOF
 check "the sparse checkpoint declares 16 GB" test "$(stat -c %s "$BIG/model.safetensors")" -gt 16000000000
 /usr/bin/time -f "%M" -o "$TMP/info.rss" "$CAST" info "$BIG" --json > "$TMP/info.json" 2>"$TMP/info.err"

@@ -17,46 +17,11 @@ cd "$TMP"
 "$CAST" organism data --out "$D" --scale 0.1 >/dev/null || { fail "organism data"; finish; exit 1; }
 
 # NUMS A B TOL [IGNORE...]: every number of two JSON files within TOL relative
-# (plus 1e-12 absolute), every other value equal; keys in IGNORE skipped
-cat > nums.py <<'PY'
-import json, sys
-a, b, tol, ignore = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), float(sys.argv[3]), set(sys.argv[4:])
-bad = []
-def walk(x, y, path):
-    if isinstance(x, dict) and isinstance(y, dict):
-        if set(x) != set(y): bad.append((path, "keys", sorted(set(x) ^ set(y))))
-        for k in x:
-            if k not in ignore and k in y: walk(x[k], y[k], path + "." + k)
-    elif isinstance(x, list) and isinstance(y, list):
-        if len(x) != len(y): bad.append((path, "length", len(x), len(y)))
-        for i, (u, v) in enumerate(zip(x, y)): walk(u, v, "%s[%d]" % (path, i))
-    elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
-        if abs(x - y) > tol * max(abs(x), abs(y)) + 1e-12: bad.append((path, x, y))
-    elif x != y: bad.append((path, x, y))
-walk(a, b, "")
-if bad: print(len(bad), "differences, first:", bad[:3]); sys.exit(1)
-PY
+# (plus 1e-12 absolute), every other value equal; keys in IGNORE skipped.
 # WEIGHTS A B TOL [BASE]: per tensor, max|a-b| <= TOL * max|a|; with BASE
 # also that the tensors moved from it (a test that could not fail otherwise)
-cat > weights.py <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-import safetensors_io as st
-a, b, tol = st.load(sys.argv[2]), st.load(sys.argv[3]), float(sys.argv[4])
-base = st.load(sys.argv[5]) if len(sys.argv) > 5 else None
-assert set(a) == set(b), "different tensors"
-worst, moved = 0.0, 0
-for k in a:
-    x, y = np.asarray(a[k], dtype=np.float64), np.asarray(b[k], dtype=np.float64)
-    worst = max(worst, np.abs(x - y).max() / max(np.abs(x).max(), 1e-30))
-    if base is not None: moved += bool(np.abs(x - np.asarray(base[k], dtype=np.float64)).max() > 0)
-print("worst relative difference %.3g" % worst)
-if worst > tol: sys.exit(1)
-if base is not None and moved == 0: print("nothing trained"); sys.exit(1)
-PY
-nums() { /usr/bin/python3 nums.py "$@"; }
-weights() { /usr/bin/python3 weights.py "$SRC/tests/reference" "$@"; }
+nums() { /usr/bin/python3 "$SRC/tests/reference/cast_test.py" json-close "$@"; }
+weights() { /usr/bin/python3 "$SRC/tests/reference/cast_test.py" weights-close "$@"; }
 
 # --- diagnose: the default map and the variants that train (trajectory) or go example by example (gate-abs)
 DG=(--safety "$D/diag_safety.jsonl" --utility "$D/diag_utility.jsonl" --threads 1)

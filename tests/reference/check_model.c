@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "../unit/check.h"
-#include "cast.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/json.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/safetensors.h"

@@ -32,22 +32,10 @@ from torch_llama import CausalLM, Config, batch_loss, greedy  # noqa: E402
 TOL_LOGITS, TOL_LOSS, TOL_GRAD, MIN_COS = 1e-4, 1e-5, 1e-3, 0.9999
 
 
-def load_weights(folder):
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(index):
-        files = sorted(set(json.load(open(index))["weight_map"].values()))
-    else:
-        files = ["model.safetensors"]
-    w = {}
-    for f in files:
-        w.update(st.load(os.path.join(folder, f)))
-    return w
-
-
 def main(folder):
     torch.set_num_threads(1)
     cfg = Config.from_hf(json.load(open(os.path.join(folder, "config.json"))))
-    params = {n: t.float().requires_grad_(True) for n, t in load_weights(folder).items()}
+    params = {n: t.float().requires_grad_(True) for n, t in st.load_folder(folder).items()}
     gates = torch.ones(cfg.layers, cfg.heads, requires_grad=True)
     batch = [json.loads(l) for l in open(os.path.join(folder, "batch.jsonl"))]
     exp = st.load(os.path.join(folder, "expected.safetensors"))

@@ -265,12 +265,13 @@ def check_rope(c, cfg):
     assert torch.equal(scaled[high], base[high]) and torch.allclose(scaled[low], base[low] / rs["factor"])
 
 
-def pick_prompt(model, vocab, gen):
-    """A 6-token prompt whose greedy continuation has no near-tie at any step."""
-    for _ in range(50):
-        prompt = torch.randint(0, vocab, (6,), generator=gen).tolist()
+def pick_prompt(model, vocab, gen, length=6, tries=50, avoid=None):
+    """A prompt of `length` random ids whose greedy continuation (MAX_NEW ids) has no near-tie
+    at any step and, if given, does not hold the id `avoid`. -> (prompt, continuation, margins)."""
+    for _ in range(tries):
+        prompt = torch.randint(0, vocab, (length,), generator=gen).tolist()
         out, margins = greedy(model, prompt, MAX_NEW)
-        if min(margins) >= MIN_MARGIN:
+        if min(margins) >= MIN_MARGIN and (avoid is None or avoid not in out):
             return prompt, out, margins
     raise RuntimeError("no prompt without a near-tie found")
 
@@ -371,12 +372,7 @@ def write_case(c, outdir):
         f.write("\n")
 
     # Round trip: what was written reads back to what the reference used.
-    back = {}
-    if c["shards"] == 1:
-        back = st.load(os.path.join(folder, "model.safetensors"))
-    else:
-        for fn in sorted(set(json.load(open(os.path.join(folder, "model.safetensors.index.json")))["weight_map"].values())):
-            back.update(st.load(os.path.join(folder, fn)))
+    back = st.load_folder(folder)
     assert set(back) == set(stored)
     for n in stored:
         assert back[n].dtype == sdt and torch.equal(back[n], stored[n]), n

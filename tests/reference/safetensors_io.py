@@ -12,6 +12,7 @@ Tensors are torch tensors; bf16/f16/f32/f64/i64 are written in their own dtype.
 """
 
 import json
+import os
 import struct
 import sys
 
@@ -73,13 +74,23 @@ def save(path, tensors, metadata=None):
         f.write(build(tensors, metadata))
 
 
-def load(path):
-    """Read a safetensors file into {name: tensor} (copies)."""
+def save_raw(path, header, data):
+    """Write an arbitrary header dict and data blob (build_raw) to path."""
+    with open(path, "wb") as f:
+        f.write(build_raw(header, data))
+
+
+def read_raw(path):
+    """-> (header dict, data bytes) of a safetensors file, nothing checked."""
     with open(path, "rb") as f:
         blob = f.read()
     (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
-    data = blob[8 + n :]
+    return json.loads(blob[8 : 8 + n].decode("utf-8")), blob[8 + n :]
+
+
+def load(path):
+    """Read a safetensors file into {name: tensor} (copies)."""
+    header, data = read_raw(path)
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -89,4 +100,19 @@ def load(path):
         buf = bytearray(data[b:e])
         t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.zeros(0, dtype=torch.uint8)
         out[name] = t.view(dt).reshape(info["shape"]).clone()
+    return out
+
+
+def load_folder(folder):
+    """The weights of a model folder: model.safetensors, or every shard its
+    model.safetensors.index.json names."""
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    out = {}
+    for name in files:
+        out.update(load(os.path.join(folder, name)))
     return out

@@ -19,19 +19,18 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cast_test as ct  # noqa: E402
 import safetensors_io as st  # noqa: E402
-from make_cases import BASE, hf_config, init_weights  # noqa: E402
+from cast_test import write_json  # noqa: E402
+from make_cases import BASE, init_weights  # noqa: E402
 from torch_llama import Config  # noqa: E402
 
-TIMEOUT_S = 60
 SHARDS = ["model-%05d-of-00003.safetensors" % i for i in (1, 2, 3)]
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -45,41 +44,10 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # ------------------------------------------------------------------------- valid folder
 
 
-def bytes_to_unicode():
-    """GPT-2's byte -> printable unicode character map used by byte-level BPE."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def tokenizer_files():
-    b2u = bytes_to_unicode()
-    vocab = {b2u[b]: b for b in range(256)}
-    added = []
-    for i, s in enumerate(SPECIALS):
-        vocab[s] = 256 + i
-        added.append({"id": 256 + i, "content": s, "single_word": False, "lstrip": False,
-                      "rstrip": False, "normalized": False, "special": True})
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    tok = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": None,
-        "pre_tokenizer": byte_level,
-        "post_processor": byte_level,
-        "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
-                  "ignore_merges": False, "vocab": vocab, "merges": []},
-    }
+    """tokenizer.json: token id = byte, the specials in the BPE vocab too; tokenizer_config.json."""
+    tok = ct.byte_level_tokenizer(lambda b: b, SPECIALS)
+    tok["model"]["vocab"].update({s: 256 + i for i, s in enumerate(SPECIALS)})
     tcfg = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": None,
@@ -95,54 +63,19 @@ def tokenizer_files():
 
 def valid_model():
     """-> (config dict, {name: float32 tensor})."""
-    config = hf_config(MODEL, None, 258)
-    cfg = Config.from_hf(config)
-    gen = torch.Generator().manual_seed(1234)
-    return config, init_weights(cfg, gen)
-
-
-def write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
+    config, _, weights = ct.random_model(MODEL, 1234, None, 258)
+    return config, weights
 
 
 def write_folder(folder, config, weights, sharded):
-    os.makedirs(folder)
-    write_json(os.path.join(folder, CONFIG), config)
+    ct.save_model(folder, config, weights, len(SHARDS) if sharded else 1)
     tok, tcfg = tokenizer_files()
     write_json(os.path.join(folder, "tokenizer.json"), tok)
     write_json(os.path.join(folder, "tokenizer_config.json"), tcfg)
-    if not sharded:
-        st.save(os.path.join(folder, SINGLE), weights)
-        return
-    names = list(weights)
-    per = -(-len(names) // 3)
-    wmap, total = {}, 0
-    for i, fname in enumerate(SHARDS):
-        part = {n: weights[n] for n in names[i * per : (i + 1) * per]}
-        st.save(os.path.join(folder, fname), part)
-        for n, t in part.items():
-            wmap[n] = fname
-            total += t.numel() * t.element_size()
-    write_json(os.path.join(folder, INDEX), {"metadata": {"total_size": total}, "weight_map": wmap})
 
 
 # ------------------------------------------------------------------- ways to break it
 # Helpers that rewrite a safetensors file at the level of its header.
-
-
-def read_raw(path):
-    """-> (header dict, data bytes) of a safetensors file."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    return json.loads(blob[8 : 8 + n]), blob[8 + n :]
-
-
-def write_raw(path, header, data):
-    with open(path, "wb") as f:
-        f.write(st.build_raw(header, data))
 
 
 def tensor_order(header):
@@ -151,9 +84,9 @@ def tensor_order(header):
 
 
 def edit_header(path, fn):
-    header, data = read_raw(path)
+    header, data = st.read_raw(path)
     data = fn(header, data)
-    write_raw(path, header, data)
+    st.save_raw(path, header, data)
 
 
 def brk_remove(name):
@@ -186,7 +119,7 @@ def brk_header_len_past_eof(d, config, weights):
 
 def brk_header_not_json(d, config, weights):
     path = os.path.join(d, SINGLE)
-    header, data = read_raw(path)
+    header, data = st.read_raw(path)
     text = json.dumps(header).encode()[:-7] + b"!garbage"  # cut the JSON, add non-JSON
     text += b" " * ((-(8 + len(text))) % 8)
     with open(path, "wb") as fh:
@@ -247,7 +180,7 @@ def drop_up(w):
 
 def brk_truncate(d, config, weights):
     path = os.path.join(d, SINGLE)
-    header, data = read_raw(path)
+    header, data = st.read_raw(path)
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
         fh.truncate(size - len(data) // 2)  # cut in the middle of the data section
@@ -313,28 +246,23 @@ CASES = [
 # ------------------------------------------------------------------------------- runner
 
 
-def run_case(cast, root, name, sharded, brk, blame, config, weights):
+def run_case(root, name, sharded, brk, blame, config, weights):
     """-> (ok, message)."""
     d = os.path.join(root, name)
     shutil.rmtree(d, ignore_errors=True)
     write_folder(d, config, weights, sharded)
     if brk is not None:
         brk(d, config, weights)
-    try:
-        r = subprocess.run([cast, "info", d], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=TIMEOUT_S, universal_newlines=True, errors="replace")
-    except subprocess.TimeoutExpired:
-        return False, "timed out after %ds" % TIMEOUT_S
-    err = r.stderr
-    if r.returncode < 0:
-        return False, "killed by signal %d; stderr: %r" % (-r.returncode, err[-300:])
+    code, _, err = ct.run_cast(["info", d])
+    if not isinstance(code, int):  # a timeout or a signal
+        return False, "%s; stderr: %r" % (code, err[-300:])
     if blame is None:
-        if r.returncode != 0:
-            return False, "valid folder: exit %d, stderr %r" % (r.returncode, err[-300:])
+        if code != 0:
+            return False, "valid folder: exit %d, stderr %r" % (code, err[-300:])
         return True, "exit 0"
     problems = []
-    if r.returncode != 1:
-        problems.append("exit status %d, expected 1" % r.returncode)
+    if code != 1:
+        problems.append("exit status %d, expected 1" % code)
     if not err.endswith("\n") or err.count("\n") != 1:
         problems.append("stderr is %d lines, expected exactly one" % len(err.splitlines()))
     first = err.splitlines()[0] if err else ""
@@ -350,30 +278,14 @@ def run_case(cast, root, name, sharded, brk, blame, config, weights):
 
 
 def main():
-    cast = os.environ.get("CAST", "")
-    n = len(CASES)
-    assert n > 0
-    if not cast or not os.access(cast, os.X_OK):
-        print("test_bad_inputs: FAIL: CAST is %s; it must name the built cast binary"
-              % ("not set" if not cast else "not an executable file: " + cast))
-        print("0 passed, %d failed" % n)
-        return 1
-    tmp = os.environ.get("CAST_TEST_TMP") or tempfile.mkdtemp(prefix="cast_bad_")
-    root = os.path.abspath(os.path.join(tmp, "bad_inputs"))
-    os.makedirs(root, exist_ok=True)
+    assert CASES
+    C, root = ct.begin("bad_inputs", "cast_bad_")
+    if root is None:
+        return C.finish()
     config, weights = valid_model()
-    passed, failed = 0, []
     for name, sharded, brk, blame in CASES:
-        ok, msg = run_case(cast, root, name, sharded, brk, blame, config, weights)
-        print("%s %s: %s" % ("PASS" if ok else "FAIL", name, msg))
-        if ok:
-            passed += 1
-        else:
-            failed.append(name)
-    if failed:
-        print("failed cases: " + ", ".join(failed))
-    print("%d passed, %d failed" % (passed, len(failed)))
-    return 1 if failed else 0
+        C.add(name, *run_case(root, name, sharded, brk, blame, config, weights))
+    return C.finish()
 
 
 if __name__ == "__main__":

@@ -37,20 +37,17 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import zlib
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cast_test as ct  # noqa: E402
 import diag_ref as dr  # noqa: E402
-import make_cases as mc  # noqa: E402
-from torch_llama import Config  # noqa: E402
+from cast_test import Checks, case_dict, run_cast  # noqa: E402
 
-TIMEOUT_S = 60
 BATCH = 3
 
 # tolerances (float32 engine vs float64 reference)
@@ -84,80 +81,7 @@ COMBOS = [
 MODELS = ["llama_mha", "llama_gqa_k2", "qwen2_bias"]
 
 
-class Checks:
-    def __init__(self):
-        self.passed, self.failed = 0, []
-        self.worst = {}  # quantity -> worst error / tolerance seen over all runs
-
-    def add(self, name, ok, detail=""):
-        print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + detail) if detail else ""))
-        sys.stdout.flush()
-        if ok:
-            self.passed += 1
-        else:
-            self.failed.append(name)
-
-    def note(self, what, ratio):
-        self.worst[what] = max(self.worst.get(what, 0.0), ratio)
-
-
 # ------------------------------------------------------------------------------ fixtures
-
-
-def case_dict(name):
-    return next(c for c in mc.CASES if c["name"] == name)
-
-
-def write_model(folder, c, seed, edit=None):
-    """config.json + model.safetensors (f32) of make_cases case c with weights from seed;
-    edit(cfg, weights) may change the weights first. Returns (cfg, float64 params)."""
-    os.makedirs(folder, exist_ok=True)
-    config = mc.hf_config(c, 0, 1)
-    cfg = Config.from_hf(config)
-    weights = mc.init_weights(cfg, torch.Generator().manual_seed(seed))
-    if edit:
-        edit(cfg, weights)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    mc.write_weights(folder, weights, 1)
-    return cfg, {n: t.to(torch.float64) for n, t in weights.items()}
-
-
-def make_set(gen, vocab, n):
-    """n sequences of 8-20 random ids; labels -100 on a 1-4 token prompt and on one later
-    position of every third sequence."""
-    out = []
-    for i in range(n):
-        T = int(torch.randint(8, 21, (1,), generator=gen))
-        ids = torch.randint(0, vocab, (T,), generator=gen).tolist()
-        p = 1 + int(torch.randint(0, 4, (1,), generator=gen))
-        labels = [-100] * p + ids[p:]
-        if i % 3 == 1:
-            labels[p + 2] = -100
-        out.append({"input_ids": ids, "labels": labels})
-    return out
-
-
-def write_jsonl(path, rows):
-    with open(path, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-
-
-def run_cast(args):
-    """-> (exit status or a reason string, stdout, stderr)."""
-    try:
-        r = subprocess.run([os.environ["CAST"]] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=TIMEOUT_S, universal_newlines=True)
-    except subprocess.TimeoutExpired:
-        return "timeout after %ds" % TIMEOUT_S, "", ""
-    return (r.returncode if r.returncode >= 0 else "signal %d" % -r.returncode), r.stdout, r.stderr
-
-
-def strict_json(text):
-    def bad(tok):
-        raise ValueError("non-standard JSON token %s" % tok)
-    return json.loads(text, parse_constant=bad)
 
 
 def variant_args(unit, probe):
@@ -177,8 +101,7 @@ def diagnose(model, s_path, u_path, out, fs, kv, oc, how, batch=BATCH, unit="hea
     if code != 0:
         return None, None, "exit %s; stderr: %s" % (code, se.strip()[-500:])
     try:
-        with open(os.path.join(out, "conflict_map.json")) as f:
-            m = strict_json(f.read())
+        m = ct.read_json(os.path.join(out, "conflict_map.json"))
         with open(os.path.join(out, "conflict_map.csv")) as f:
             csv = f.read()
     except (OSError, ValueError) as e:
@@ -463,16 +386,9 @@ def full_check(C, tag, model, s_path, u_path, out, cfg, arch, ref, combo, batch=
 # -------------------------------------------------------------------------- the sections
 
 
-def setup_model(root, name, c, edit=None, n_s=7, n_u=8):
-    folder = os.path.join(root, name)
-    seed = zlib.crc32(("diagnose/" + name).encode())
-    cfg, params = write_model(folder, c, seed, edit)
-    gen = torch.Generator().manual_seed(seed + 1)
-    safety, utility = make_set(gen, cfg.vocab, n_s), make_set(gen, cfg.vocab, n_u)
-    s_path, u_path = os.path.join(folder, "safety.jsonl"), os.path.join(folder, "utility.jsonl")
-    write_jsonl(s_path, safety)
-    write_jsonl(u_path, utility)
-    return folder, cfg, params, safety, utility, s_path, u_path
+def setup_model(root, name, c, edit=None):
+    f = ct.Fixture(os.path.join(root, name), c, zlib.crc32(("diagnose/" + name).encode()), edit)
+    return f.dir, f.cfg, f.params, f.safety, f.utility, f.s_path, f.u_path
 
 
 def section_reference(root, C):
@@ -617,8 +533,7 @@ def section_variants(root, C):
             top = sorted((h["rank"], h["layer"], h["head"]) for h in m["heads"])[:G]
             want = [{"layer": l, "head": h} for _, l, h in top]
             try:
-                with open(os.path.join(tuned, "cast_run.json")) as f:
-                    run = json.load(f)
+                run = ct.read_json(os.path.join(tuned, "cast_run.json"))
                 got = (run["skip_heads"], sorted(run["skipped"], key=lambda x: (x["layer"], x["head"])))
             except (OSError, ValueError, KeyError) as e:
                 got = "exit %s, %s: %s" % (code, e, se.strip()[-300:])
@@ -682,16 +597,8 @@ def section_controls(root, C):
     finally:
         dr.head_slices = saved
     for what, ref in wrongs:
-        scratch = Checks()
-        out = sys.stdout
-        sys.stdout = open(os.devnull, "w")
-        try:
-            check_heads(m, ref, "neg", "product", scratch, "control")
-        finally:
-            sys.stdout.close()
-            sys.stdout = out
         C.add("control: a map checked against a wrong reference (%s) is rejected" % what,
-              "control: per-head cos, norms, oc, fs, score vs reference" in scratch.failed)
+              rejected(m, ref, "neg", "product"))
 
 
 def rejected(m, ref, oc, how):
@@ -746,17 +653,17 @@ def section_errors(root, C):
     empty = os.path.join(d, "empty.jsonl")
     open(empty, "w").close()
     unscored = os.path.join(d, "unscored.jsonl")
-    write_jsonl(unscored, [{"input_ids": ex["input_ids"], "labels": [-100] * len(ex["input_ids"])} for ex in utility])
+    ct.write_jsonl(unscored, [{"input_ids": ex["input_ids"], "labels": [-100] * len(ex["input_ids"])} for ex in utility])
     big = os.path.join(d, "big_id.jsonl")
     rows = [dict(ex) for ex in safety]
     rows[2] = {"input_ids": list(rows[2]["input_ids"]), "labels": list(rows[2]["labels"])}
     rows[2]["input_ids"][4] = cfg.vocab  # one past the last row of embed_tokens
-    write_jsonl(big, rows)
+    ct.write_jsonl(big, rows)
     big_label = os.path.join(d, "big_label.jsonl")
     rows = [dict(ex) for ex in utility]
     rows[1] = {"input_ids": list(rows[1]["input_ids"]), "labels": list(rows[1]["labels"])}
     rows[1]["labels"][-1] = cfg.vocab  # a scored label with no row in lm_head
-    write_jsonl(big_label, rows)
+    ct.write_jsonl(big_label, rows)
     missing = os.path.join(d, "does_not_exist.jsonl")
 
     cases = [
@@ -784,45 +691,19 @@ def section_errors(root, C):
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
         code, so, se = run_cast(["diagnose", folder] + args + ["--out", out, "--batch", str(BATCH)])
-        lines = se.splitlines()
-        bad = []
-        if code != 1:
-            bad.append("exit %s" % code)
-        if len(lines) != 1 or not lines[0].startswith("cast: "):
-            bad.append("stderr %r (want one line starting with 'cast: ')" % se[:300])
-        elif not all(n in lines[0] for n in names):
-            bad.append("stderr %r does not name %s" % (lines[0], " ".join(names)))
-        left = [f for f in os.listdir(out) if f.startswith("conflict_map")]
-        if left:
-            bad.append("--out holds %s" % left)
-        C.add("error: %s" % what, not bad, "; ".join(bad))
+        ct.check_error(C, "error: %s" % what, code, se, names, out, ["conflict_map"])
 
 
 def main():
     torch.set_num_threads(1)
-    C = Checks()
-    cast = os.environ.get("CAST", "")
-    if not cast or not os.access(cast, os.X_OK):
-        C.add("CAST names the cast binary", False, "CAST is %r" % cast)
-        print("%d passed, %d failed" % (C.passed, len(C.failed)))
-        return 1
-    root = os.environ.get("CAST_TEST_TMP") or tempfile.mkdtemp(prefix="cast_diag_")
-    root = os.path.join(os.path.abspath(root), "diagnose")
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
+    C, root = ct.begin("diagnose", "cast_diag_")
+    if root is None:
+        return C.finish()
     for section in (section_reference, section_families, section_constructed, section_variants, section_controls, section_variant_controls,
                     section_errors):
-        try:
-            section(root, C)
-        except Exception as e:  # a crash of the test itself is a failure, never a skip
-            import traceback
-            traceback.print_exc()
-            C.add("%s completed" % section.__name__, False, "%s: %s" % (type(e).__name__, e))
+        ct.guarded(C, "%s completed" % section.__name__, section, root, C)
     print("# worst error / tolerance: " + ", ".join("%s %.3g" % kv for kv in sorted(C.worst.items())))
-    if C.failed:
-        print("failed: " + ", ".join(C.failed))
-    print("%d passed, %d failed" % (C.passed, len(C.failed)))
-    return 1 if C.failed else 0
+    return C.finish()
 
 
 if __name__ == "__main__":

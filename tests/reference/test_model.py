@@ -16,15 +16,13 @@ Prints each check's result and ends with "N passed, N failed" (N = cases + contr
 any failed, if no case exists, or if CAST_CHECK_MODEL is missing (a failure, never a skip).
 """
 
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cast_test as ct  # noqa: E402
 import make_cases  # noqa: E402
 import safetensors_io as st  # noqa: E402
 
@@ -37,7 +35,7 @@ def make_controls(outdir):
     """Copies of CONTROL_BASE with one expected value wrong -> [(name, folder)]."""
     src = os.path.join(outdir, CONTROL_BASE)
     exp = st.load(os.path.join(src, "expected.safetensors"))
-    meta = json.load(open(os.path.join(src, "expected.json")))
+    meta = ct.read_json(os.path.join(src, "expected.json"))
     L = len(exp["gate_grad"])
     grad_name = "grad.model.layers.%d.self_attn.q_proj.weight" % (L - 1)
 
@@ -65,67 +63,40 @@ def make_controls(outdir):
         else:
             m = dict(meta)
             m[field[0]] = field[1]
-            with open(os.path.join(dst, "expected.json"), "w") as f:
-                json.dump(m, f, indent=2)
+            ct.write_json(os.path.join(dst, "expected.json"), m)
         out.append((name, dst))
     return out
 
 
-def run_check(check, folder):
-    """-> (exit status or a reason string, combined output)."""
-    try:
-        r = subprocess.run([check, folder], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=TIMEOUT_S, universal_newlines=True)
-    except subprocess.TimeoutExpired:
-        return "timeout after %ds" % TIMEOUT_S, ""
-    code = r.returncode if r.returncode >= 0 else "signal %d" % -r.returncode
-    return code, r.stdout
-
-
 def main():
-    tmp = os.environ.get("CAST_TEST_TMP") or tempfile.mkdtemp(prefix="cast_ref_")
-    outdir = os.path.join(tmp, "cases")
-    os.makedirs(outdir, exist_ok=True)
-
+    C = ct.Checks()
+    outdir = ct.scratch("cases", "cast_ref_")
     cases = [c["name"] for c in make_cases.CASES]
     assert cases, "make_cases.CASES is empty"
     # Writing the cases also runs the reference's self-checks (finite differences, decode).
     rc = make_cases.main(["make_cases.py", outdir])
     if rc != 0:
-        print("test_model: make_cases.py failed (%d)" % rc)
-        print("0 passed, %d failed" % (len(cases) + N_CONTROLS))
-        return 1
-
-    check = os.environ.get("CAST_CHECK_MODEL", "")
-    if not check or not os.access(check, os.X_OK):
-        print("test_model: FAIL: CAST_CHECK_MODEL is %s; it must name the built check_model binary"
-              % ("not set" if not check else "not an executable file: " + check))
-        print("0 passed, %d failed" % (len(cases) + N_CONTROLS))
-        return 1
+        C.add("make_cases.py writes the cases", False, "exit %d" % rc)
+        return C.finish()
+    check = ct.executable(C, "CAST_CHECK_MODEL", "check_model binary")
+    if not check:
+        return C.finish()
 
     checks = [(name, os.path.join(outdir, name), True) for name in cases]
     checks += [(name, folder, False) for name, folder in make_controls(outdir)]
-    passed, failed = 0, []
     for name, folder, should_match in checks:
-        code, out = run_check(check, folder)
+        code, out, _ = ct.run([check, folder], TIMEOUT_S, merge=True)
         if should_match:
             ok = code == 0
-            why = "" if ok else " (exit %s)" % code
+            why = "" if ok else "exit %s" % code
         else:  # a negative control: check_model must exit 1-style (non-zero, not a crash)
             ok = isinstance(code, int) and code != 0
-            why = " (rejected the corrupted expectation, exit %s)" % code if ok else \
-                  " (exit %s: expected a plain non-zero exit for a corrupted expectation)" % code
-        print("%s %s%s" % ("PASS" if ok else "FAIL", name, why))
+            why = "rejected the corrupted expectation, exit %s" % code if ok else \
+                  "exit %s: expected a plain non-zero exit for a corrupted expectation" % code
+        C.add(name, ok, why)
         for line in out.rstrip().splitlines():
             print("    " + line)
-        if ok:
-            passed += 1
-        else:
-            failed.append(name)
-    if failed:
-        print("failed cases: " + ", ".join(failed))
-    print("%d passed, %d failed" % (passed, len(failed)))
-    return 1 if failed else 0
+    return C.finish()
 
 
 if __name__ == "__main__":

@@ -47,34 +47,35 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cast_test as ct  # noqa: E402
 import diag_ref as dr  # noqa: E402
 import make_cases as mc  # noqa: E402
 import safetensors_io as st  # noqa: E402
 import tune_ref as tr  # noqa: E402
-from test_diagnose import Checks, case_dict, make_set, run_cast, strict_json, write_jsonl, write_model  # noqa: E402
-from torch_llama import CausalLM, Config, batch_loss, greedy, param_shapes  # noqa: E402
+from cast_test import (case_dict, file_bytes, first_diff, make_set, read_json, read_jsonl, run_cast,  # noqa: E402
+                       strict_json, write_jsonl)
+from torch_llama import CausalLM, Config, batch_loss, param_shapes  # noqa: E402
 
 THREADS = ["--threads", "2"]
 TOL_LOSS = 1e-5  # relative
 TOL_STEP = 1e-4  # absolute, on the first AdamW step
 CHANGED = 0.9  # share of a trainable block that must have changed
+OUTPUTS = ["model.safetensors", "cast_run.json"]  # what a refused run must not leave in its --out
 
 
 # ------------------------------------------------------------------------------ fixtures
 
 
-class Model:
-    def __init__(self, root, name, case, seed, dtype=None, edit=None, n_s=8, n_u=8):
-        self.name, self.case = name, case
-        self.dir = os.path.join(root, "models", name)
+class Model(ct.Fixture):
+    """ROOT/models/NAME, with a safety and a utility set; dtype: the stored weights' (f32 without)."""
 
+    def __init__(self, root, name, case, seed, dtype=None, edit=None, n_s=8, n_u=8):
         def prep(cfg, w):
             if edit:
                 edit(cfg, w)
@@ -82,14 +83,9 @@ class Model:
                 for n in w:
                     w[n] = w[n].to(dtype)
 
-        self.cfg, self.params = write_model(self.dir, case, seed, prep)
+        super().__init__(os.path.join(root, "models", name), case, seed, prep, n_s, n_u)
+        self.name = name
         self.shapes = param_shapes(self.cfg)
-        gen = torch.Generator().manual_seed(seed + 1)
-        self.safety, self.utility = make_set(gen, self.cfg.vocab, n_s), make_set(gen, self.cfg.vocab, n_u)
-        self.s_path, self.u_path = os.path.join(self.dir, "safety.jsonl"), os.path.join(self.dir, "utility.jsonl")
-        write_jsonl(self.s_path, self.safety)
-        write_jsonl(self.u_path, self.utility)
-        self.weights_path = os.path.join(self.dir, "model.safetensors")
 
     def write_map(self, heads, name="map.json"):
         cfg = self.cfg
@@ -98,8 +94,7 @@ class Model:
              "settings": {"kv_in_score": True, "oc": "neg", "fs": "gate", "combine": "product"},
              "heads": heads, "concentration_top5pct": 0.0}
         path = os.path.join(self.dir, name)
-        with open(path, "w") as f:
-            json.dump(m, f, indent=1)
+        ct.write_json(path, m, indent=1)
         return path
 
 
@@ -130,26 +125,8 @@ def tune(model, out, *args, safety=None):
     return run_cast(["tune", model.dir, "--safety", safety or model.s_path, "--out", out] + list(args) + THREADS)
 
 
-def read_json(path):
-    with open(path) as f:
-        return strict_json(f.read())
-
-
 def read_log(out):
-    with open(os.path.join(out, "train_log.jsonl")) as f:
-        return [strict_json(line) for line in f if line.strip()]
-
-
-def file_bytes(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def first_diff(a, b):
-    if len(a) != len(b):
-        return "sizes %d and %d" % (len(a), len(b))
-    i = next(i for i in range(len(a)) if a[i] != b[i])
-    return "first difference at byte %d of %d" % (i, len(a))
+    return read_jsonl(os.path.join(out, "train_log.jsonl"))
 
 
 # ------------------------------------------------------------------- invariant 1: masks
@@ -390,23 +367,11 @@ def section_delta(root, C, models):
         dpath = os.path.join(o, "delta.safetensors")
         for target in ("mha", "qwen"):
             code, so, se = run_cast(["apply-delta", models[target].dir, dpath, "--out", x])
-            lines = se.splitlines()
-            ok = code == 1 and len(lines) == 1 and lines[0].startswith("cast: ") and dpath in lines[0] and \
-                not os.path.exists(os.path.join(x, "model.safetensors"))
-            C.add("apply-delta of an H=6 delta onto %s: exit 1, one line naming the delta, nothing written" % models[target].name, ok,
-                  "exit %s, stderr %r" % (code, se[:300]))
+            ct.check_error(C, "apply-delta of an H=6 delta onto %s: exit 1, one line naming the delta, nothing written" %
+                           models[target].name, code, se, [dpath], x, ["model.safetensors"])
 
 
 # ------------------------------------------------------------ invariant 5: tuned folders load
-
-
-def pick_prompt(model, vocab, eos, gen, max_new=8):
-    for _ in range(200):
-        prompt = torch.randint(0, vocab, (5,), generator=gen).tolist()
-        out, margins = greedy(model, prompt, max_new)
-        if min(margins) >= 1e-3 and eos not in out:
-            return prompt, out
-    return None, None
 
 
 def section_load(root, C, models):
@@ -432,8 +397,9 @@ def section_load(root, C, models):
             C.add("%s: cast score loss == float64 loss on the saved weights (base model's: %.4f)" % (run, ref0),
                   err <= TOL_LOSS and abs(ref0 - ref) > 100 * TOL_LOSS * ref, "%.9g vs %.9g (rel %.2g)" % (got, ref, err))
         eos = cfgj.get("eos_token_id")
-        prompt, want = pick_prompt(model, m.cfg.vocab, eos, torch.Generator().manual_seed(5))
-        if prompt is None:
+        try:  # 8 greedy ids (make_cases.MAX_NEW) after 5 random ids, no near-tie, no eos
+            prompt, want, _ = mc.pick_prompt(model, m.cfg.vocab, torch.Generator().manual_seed(5), length=5, tries=200, avoid=eos)
+        except RuntimeError:
             C.add("%s: a prompt without near-ties" % run, False)
             continue
         code, so, se = run_cast(["generate", o, "--ids", ",".join(map(str, prompt)), "--max-new", "8", "--json"] + THREADS)
@@ -452,7 +418,7 @@ def section_pcgrad(root, C, models):
     def sets(m, oppose, tag):
         gen = torch.Generator().manual_seed(77)
         s = make_set(gen, m.cfg.vocab, n_s)
-        names = tr.attn_names(m.params)
+        names = dr.attention_names(m.cfg, m.params)
         ls, gs = tr.set_grads(m.cfg, m.params, s, names)
         if oppose:
             u = tr.steered_labels(m.cfg, m.params, gs, s, True)
@@ -643,12 +609,12 @@ def section_errors(root, C, models):
         out = os.path.join(root, "err_out", str(i))
         shutil.rmtree(out, ignore_errors=True)
         code, so, se = tune(m, out, *(args + common), safety=empty if what.startswith("empty") else None)
-        check_error(C, what, code, se, names, out)
+        ct.check_error(C, "error: %s" % what, code, se, names, out, OUTPUTS)
     # --lr 1e30 --save-every 1: step 1 blows the weights up, step 2 is non-finite
     out = os.path.join(root, "err_out", "lr")
     code, so, se = tune(gqa, out, "--strategy", "full", "--lr", "1e30", "--save-every", "1", "--steps", "5", "--batch", "4", "--grad-accum", "1")
     ck = os.path.join(out, "checkpoint")
-    check_error(C, "--lr 1e30 --save-every 1 (non-finite at step 2)", code, se, ["step 2", ck], out)
+    ct.check_error(C, "error: --lr 1e30 --save-every 1 (non-finite at step 2)", code, se, ["step 2", ck], out, OUTPUTS)
     one = os.path.join(root, "err_out", "lr_one")
     code1, _, se1 = tune(gqa, one, "--strategy", "full", "--lr", "1e30", "--steps", "1", "--batch", "4", "--grad-accum", "1")
     try:
@@ -664,63 +630,29 @@ def section_errors(root, C, models):
         C.add("--lr 1e30: DIR/checkpoint holds step 1", False, "%s: %s" % (type(e).__name__, e))
 
 
-def check_error(C, what, code, se, names, out):
-    lines = se.splitlines()
-    bad = []
-    if code != 1:
-        bad.append("exit %s" % code)
-    if len(lines) != 1 or not lines[0].startswith("cast: "):
-        bad.append("stderr %r (want one line starting with 'cast: ')" % se[:400])
-    elif not all(n in lines[0] for n in names):
-        bad.append("stderr %r does not name %s" % (lines[0], " and ".join(names)))
-    left = [f for f in ("model.safetensors", "cast_run.json") if os.path.exists(os.path.join(out, f))]
-    if left:
-        bad.append("DIR holds %s" % left)
-    C.add("error: %s" % what, not bad, "; ".join(bad))
-
-
 # ------------------------------------------------------------------------------------ main
+
+
+def make_models(root):
+    return {"gqa": Model(root, "llama_gqa_k2", case_dict("llama_gqa_k2"), 101),
+            "qwen": Model(root, "qwen2_bias", case_dict("qwen2_bias"), 102),
+            "mha": Model(root, "llama_mha", case_dict("llama_mha"), 103),
+            "bf16": Model(root, "llama_bf16", case_dict("llama_bf16"), 104, dtype=torch.bfloat16)}
 
 
 def main():
     torch.set_num_threads(1)
-    C = Checks()
-    cast = os.environ.get("CAST", "")
-    if not cast or not os.access(cast, os.X_OK):
-        C.add("CAST names the cast binary", False, "CAST is %r" % cast)
-        print("%d passed, %d failed" % (C.passed, len(C.failed)))
-        return 1
-    root = os.environ.get("CAST_TEST_TMP") or tempfile.mkdtemp(prefix="cast_tune_")
-    root = os.path.join(os.path.abspath(root), "tune")
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
+    C, root = ct.begin("tune", "cast_tune_")
+    if root is None:
+        return C.finish()
     t0 = time.time()
-    models = {}
-    try:
-        models = {"gqa": Model(root, "llama_gqa_k2", case_dict("llama_gqa_k2"), 101),
-                  "qwen": Model(root, "qwen2_bias", case_dict("qwen2_bias"), 102),
-                  "mha": Model(root, "llama_mha", case_dict("llama_mha"), 103),
-                  "bf16": Model(root, "llama_bf16", case_dict("llama_bf16"), 104, dtype=torch.bfloat16)}
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        C.add("fixtures", False, "%s: %s" % (type(e).__name__, e))
+    models = ct.guarded(C, "fixtures", make_models, root)
     if models:
         for section in (section_masks, section_delta, section_load, section_pcgrad, section_resume, section_errors):
-            try:
-                if section is section_resume:
-                    section(root, C)
-                else:
-                    section(root, C, models)
-            except Exception as e:  # a crash of the test itself is a failure, never a skip
-                import traceback
-                traceback.print_exc()
-                C.add("%s completed" % section.__name__, False, "%s: %s" % (type(e).__name__, e))
+            args = (root, C) if section is section_resume else (root, C, models)
+            ct.guarded(C, "%s completed" % section.__name__, section, *args)
             print("# %s done at %.1f s" % (section.__name__, time.time() - t0))
-    if C.failed:
-        print("failed: " + ", ".join(C.failed))
-    print("%d passed, %d failed" % (C.passed, len(C.failed)))
-    return 1 if C.failed else 0
+    return C.finish()
 
 
 if __name__ == "__main__":

@@ -109,10 +109,6 @@ def bits(t):
 # --------------------------------------------------------------------------------- PCGrad
 
 
-def attn_names(params):
-    return [n for n in params if ".self_attn." in n]
-
-
 def set_grads(cfg, params, batch, names):
     loss, g, _ = dr.set_gradient(cfg, params, batch, False)
     return loss, {n: g[n] for n in names}

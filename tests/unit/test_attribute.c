@@ -9,7 +9,8 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/rng.h"
-#include "cast/attribute.h"
+#include "eval/attribute.h"
+#include "report/attribution.h"
 #include "check.h"
 #include "eval/metrics.h"
 #include "model/forward.h"
@@ -53,7 +54,7 @@ static void load_snapshot(cast_model *m, const float *s) {
 /* Token-weighted NLL over the set's sequences, batched as the attribution batches them. */
 static double nll(const cast_model *m, const cast_seqs *s) {
     cast_acts *a = cast_acts_new();
-    cast_err err = {{0}};
+    cast_err err = {0};
     double sum = 0;
     int64_t count = 0;
     for (int i = 0; i < s->n; i += BATCH) {
@@ -122,7 +123,7 @@ int main(void) {
     /* a pre-tokenized utility set */
     const char *tmp = getenv("CAST_TEST_TMP");
     char *dir = cast_path_join(tmp ? tmp : "/tmp", "test_attribute");
-    cast_err err = {{0}};
+    cast_err err = {0};
     CHECK(cast_mkdirs(dir, &err) == 0);
     char *data = cast_path_join(dir, "tokens.jsonl");
     FILE *fp = fopen(data, "w");

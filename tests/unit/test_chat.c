@@ -96,7 +96,7 @@ static char *render_src(const char *tpl, const char *vars_json, cast_err *err) {
 
 static void test_jinja_cases(void) {
     for (size_t i = 0; i < sizeof JINJA_CASES / sizeof JINJA_CASES[0]; i++) {
-        cast_err err = {{0}};
+        cast_err err = {0};
         char *out = render_src(JINJA_CASES[i].tpl, JINJA_VARS, &err);
         CHECK_MSG(out && strcmp(out, JINJA_CASES[i].want) == 0, "case %zu: %s\n  got:  [%s]\n  want: [%s]", i,
                   JINJA_CASES[i].tpl, out ? out : err.msg, JINJA_CASES[i].want);
@@ -105,7 +105,7 @@ static void test_jinja_cases(void) {
 }
 
 static void expect_error(const char *tpl, const char *vars, const char *needle) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     char *out = render_src(tpl, vars, &err);
     CHECK_MSG(!out && strstr(err.msg, needle) && strstr(err.msg, "test.jinja"), "template %s: want error containing '%s', got %s",
               tpl, needle, out ? out : err.msg);
@@ -130,6 +130,46 @@ static void test_jinja_errors(void) {
     expect_error("{{ 9223372036854775807 + 1 }}", "{}", "integer overflow");
     expect_error("{{ 2 ** 64 }}", "{}", "integer overflow");
     expect_error("{{ range(-9223372036854775807, 9223372036854775807)|length }}", "{}", "range too large");
+    /* a hostile template ends in a one-line error (inputs found while fuzzing, tests/fuzz) */
+    expect_error("{% set ns = namespace() %}{% set ns.a = ns %}{{ ns }}", "{}", "template exceeds its value nesting limit");
+    expect_error("{% set ns = namespace() %}{% set ns.a = ns %}{{ ns|tojson }}", "{}", "value nesting limit");
+    /* (a set inside a loop is local to it: a namespace carries values out) */
+    expect_error("{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}", "{}",
+                 "work limit");
+    expect_error("{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}"
+                 "{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+                 "{}", "work limit");
+    /* copying bytes is work too: a string doubling 64 times stops there first */
+    expect_error("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "{}",
+                 "work limit");
+    expect_error("{% for i in range(10000000) %}{% endfor %}", "{}", "memory limit");
+    expect_error("{{ range(1000000)|unique|length }}", "{}", "work limit");
+    expect_error("{{ ('x' * 1000)|replace('', 'y' * 1000000) }}", "{}", "memory limit");
+    expect_error("{{ [1]|tojson(indent=100000000000) }}", "{}", "memory limit");
+    expect_error("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "{}", "macro recursion too deep");
+    {
+        char deep[4100];
+        memset(deep, '(', 2000);
+        memcpy(deep + 2000, "1", 1);
+        memset(deep + 2001, ')', 2000);
+        deep[4001] = 0;
+        char tpl[4200];
+        snprintf(tpl, sizeof tpl, "{{ %s }}", deep);
+        expect_error(tpl, "{}", "nested too deep");
+    }
+    expect_error("{% set ns = namespace(l=1) %}{% for i in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}", "{}",
+                 "value nesting limit");
+    expect_error("{% set s = 'a' * 4000000 %}{% for i in range(1000000) %}{{ s|length }}{% endfor %}", "{}", "work limit");
+    expect_error("{{ '\\UFFFFFFFF' }}", "{}", "bad code point");
+    {
+        /* C's INT64_MIN % -1 and INT64_MIN - q * j overflow; Python's answers */
+        cast_err e2;
+        char *out = render_src("{{ (-9223372036854775807 - 1) % 9223372036854775807 }} {{ (-9223372036854775807 - 1) // 9223372036854775807 }} "
+                               "{{ (-9223372036854775807 - 1) is divisibleby(-1) }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7 // 2 }}",
+                               "{}", &e2);
+        CHECK_MSG(out && strcmp(out, "9223372036854775806 -2 True 2 -2 -4") == 0, "%s", out ? out : e2.msg);
+        free(out);
+    }
     {
         cast_err e2;
         char *out = render_src("{{ 'abcdef'[::9223372036854775807] }}{{ [1,2,3][-9223372036854775807:] }}{{ 2 ** 62 }}", "{}", &e2);

@@ -117,5 +117,31 @@ int main(void) {
         cast_buf_free(&b);
         cast_conflict_map_free(&m);
     }
+    {
+        /* hostile maps (inputs found while fuzzing, tests/fuzz): one-line errors */
+        static const struct { const char *json, *needle; } bad[] = {
+            {"{\"model\": {\"layers\": 4294967296, \"heads\": 4294967296}, \"heads\": []}", "must be 1 to 2^20 each"},
+            {"{\"model\": {\"layers\": 1, \"heads\": 1}, \"heads\": [{\"layer\": 0, \"head\": 0, \"score\": 1, \"rank\": 4294967296}]}",
+             "\"rank\" 4294967296 is out of range (0 to 0)"},
+            {"{\"model\": {\"layers\": 1, \"heads\": 1, \"kv_heads\": -1}, \"heads\": [{\"layer\": 0, \"head\": 0, \"score\": 1}]}",
+             "\"kv_heads\" -1 is out of range"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            cast_conflict_map m;
+            cast_err err = {0};
+            CHECK_MSG(cast_conflict_map_parse(&m, bad[i].json, strlen(bad[i].json), "map.json", &err) == -1 &&
+                          strstr(err.msg, "map.json: ") == err.msg && strstr(err.msg, bad[i].needle),
+                      "%s: %s", bad[i].json, err.msg);
+        }
+        /* numbers beyond long long are written as JSON numbers, not through an undefined cast */
+        cast_buf b = {0};
+        cast_buf_json_number(&b, -5.5e125);
+        cast_buf_putc(&b, ' ');
+        cast_buf_json_number(&b, 1e19);
+        cast_buf_putc(&b, ' ');
+        cast_buf_json_number(&b, -42);
+        CHECK_MSG(strcmp(b.data, "-5.5e+125 1e+19 -42") == 0, "%s", b.data);
+        cast_buf_free(&b);
+    }
     return check_report();
 }

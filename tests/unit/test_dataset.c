@@ -315,7 +315,7 @@ static void test_formats(void) {
 static void expect_load_error(const char *name, const char *content, size_t n, int line, const char *needle) {
     char *p = write_tmp(name, content, n);
     cast_dataset d;
-    cast_err err = {{0}};
+    cast_err err = {0};
     int rc = cast_dataset_load(&d, p, &err);
     char where[1024];
     if (line > 0) snprintf(where, sizeof where, "%s:%d: ", p, line);
@@ -361,12 +361,24 @@ static void test_load_errors(void) {
     LOAD_ERROR("after_quote.csv", "prompt,response\n\"a\"x,b\n", 2, "after a closing quote");
     LOAD_ERROR("fields.csv", "goal,target\na,b\nc,d,e\n", 3, "3 fields, but the header has 2");
     LOAD_ERROR("mmlu_bad.csv", "question,choice0,choice1,choice2,choice3,answer\nQ,a,b,c,d,7\n", 2, "not a choice index");
+    /* 2^32 + 1 must not wrap to choice 1 through an int */
+    LOAD_ERROR("mmlu_wrap.csv", "question,choice0,choice1,choice2,choice3,answer\nQ,a,b,c,d,4294967297\n", 2, "not a choice index");
     LOAD_ERROR("gsm_bad.jsonl", "{\"question\": \"q\", \"answer\": \"x\\n#### 5\"}\n{\"question\": \"q\", \"answer\": \"no mark\"}\n",
                2, "no final answer");
     LOAD_ERROR("mc1_bad.json", "[\n{\"question\": \"q\", \"mc1_targets\": {\"a\": 0, \"b\": 0}}\n]", 2, "no correct answer");
     LOAD_ERROR("hh_bad.jsonl", "{\"chosen\": \"Human: hi\"}\n", 1, "dialogue");
     LOAD_ERROR("trailing.json", "[{\"prompt\": \"a\"}] x", 1, "after the top-level array");
     LOAD_ERROR("not_object.jsonl", "[1, 2]\n", 1, "expected a JSON object");
+    {
+        /* from memory (not NUL-terminated) as from a file */
+        static const char text[] = "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"c\", \"response\": \"d\"}\nxx";
+        cast_dataset d;
+        cast_err err;
+        CHECK(cast_dataset_load_text(&d, text, sizeof text - 3, "mem.jsonl", &err) == 0 && d.n == 2 &&
+              streq(d.ex[1].response, "d") && streq(d.path, "mem.jsonl"));
+        cast_dataset_free(&d);
+        CHECK(cast_dataset_load_text(&d, text, sizeof text - 1, "mem.jsonl", &err) != 0 && strstr(err.msg, "mem.jsonl:3: invalid JSON"));
+    }
     {
         /* a missing file */
         cast_dataset d;
@@ -403,7 +415,7 @@ static char *decode_scored(const cast_tokenizer *tok, const cast_seqs *s, int i)
 static void expect_encode_error(const cast_dataset *d, const cast_tokenizer *tok, const cast_chat_template *tpl, int max_len,
                                 int line, const char *needle) {
     cast_seqs s;
-    cast_err err = {{0}};
+    cast_err err = {0};
     int rc = cast_dataset_encode(d, tok, tpl, max_len, 0, &s, &err);
     char where[1024];
     if (line > 0) snprintf(where, sizeof where, "%s:%d: ", d->path, line);
@@ -599,6 +611,19 @@ static void test_encode(void) {
         CHECK(s.ids[0] == cast_tokenizer_bos_id(mistral) && cast_seqs_scored(&s) == s.off[3] - 3);
         cast_seqs_free(&s);
         cast_dataset_free(&d);
+    }
+    if (mistral) {
+        /* exact-answer items may lack the worked response: nothing to train on
+         * (without a template this once passed NULL on as the response) */
+        char *p = write_tmps("answers.jsonl", "{\"prompt\": \"2+3?\", \"answer\": 5, \"response\": \"5.\"}\n{\"prompt\": \"2+4?\", \"answer\": 6}\n");
+        CHECK_MSG(cast_dataset_load(&d, p, &err) == 0, "%s", err.msg);
+        if (d.n == 2) {
+            expect_encode_error(&d, mistral, NULL, 0, 2, "no response to train or score on");
+            CHECK(cast_dataset_encode_prompts(&d, mistral, NULL, 0, &s, &err) == 0 && s.n == 2);
+            cast_seqs_free(&s);
+            cast_dataset_free(&d);
+        }
+        free(p);
     }
     cast_tokenizer_free(qwen);
     cast_tokenizer_free(mistral);

@@ -107,7 +107,7 @@ static void test_stop_ids(void) {
         free(tokdir);
         cast_tokenizer *tok = NULL;
         cast_chat_template *tpl = NULL;
-        cast_err err = {{0}};
+        cast_err err = {0};
         if (!cast_dir_exists(dir)) {
             fprintf(stderr, "skip: %s not found\n", dir);
             free(dir);

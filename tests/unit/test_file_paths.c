@@ -22,7 +22,7 @@ int main(void) {
     char *root = mkdtemp(tmpl);
     CHECK(root != NULL);
     if (!root) return check_report();
-    cast_err err = {{0}};
+    cast_err err = {0};
     char *m = at(root, "model"), *mb = at(root, "modelb"), *w = at(root, "model/model.safetensors"), *lnk = at(root, "link"),
          *hard = at(root, "hard.safetensors");
     CHECK(cast_mkdirs(m, &err) == 0);

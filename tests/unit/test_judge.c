@@ -12,7 +12,7 @@
 static void test_builtin_equals_shared_file(void) {
     char *path = cast_path_join(check_shared_data(), "safety/refusal/refusal_substrings_gcg_eval.txt");
     cast_judge file, builtin;
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_judge_init(&builtin);
     cast_judge_init(&file);
     if (!cast_file_exists(path)) {
@@ -90,7 +90,7 @@ static const char *tmp_dir(void) {
 }
 
 static void test_replaced_list(void) {
-    cast_err err = {{0}};
+    cast_err err = {0};
     CHECK(cast_mkdirs(tmp_dir(), &err) == 0);
     char *path = cast_path_join(tmp_dir(), "judge_refusals.txt");
     const char text[] = "cannot comply\r\n\n   \nNo way\nSorry \n";

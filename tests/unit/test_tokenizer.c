@@ -43,7 +43,7 @@ typedef void (*line_fn)(const cast_tokenizer *t, const char *name, int line, con
 static int each_line(const char *path, const cast_tokenizer *t, const char *name, line_fn fn, int *exact) {
     char *text;
     size_t len;
-    cast_err err = {{0}};
+    cast_err err = {0};
     if (cast_read_file(path, &text, &len, &err)) {
         CHECK_MSG(0, "%s", err.msg);
         return 0;
@@ -72,7 +72,7 @@ static void check_fixture(const cast_tokenizer *t, const char *name, int line, c
     const cast_json *want_ids = cast_json_get(j, "ids"), *want_sp = cast_json_get(j, "ids_with_special");
     const cast_json *want_tok = cast_json_get(j, "tokens");
     const char *want_dec = cast_json_string(cast_json_get(j, "decoded"));
-    cast_err err = {{0}};
+    cast_err err = {0};
     int *ids = NULL, *sp = NULL, n = 0, nsp = 0;
     char **toks = NULL, *dec = NULL;
     int ok = text && want_dec;
@@ -111,7 +111,7 @@ static void check_fixture(const cast_tokenizer *t, const char *name, int line, c
 
 static void check_chat(const cast_tokenizer *t, const char *name, int line, const cast_json *j, int *exact) {
     const char *rendered = cast_json_string(cast_json_get(j, "rendered"));
-    cast_err err = {{0}};
+    cast_err err = {0};
     int *ids = NULL, n = 0;
     if (rendered && !cast_tokenizer_encode(t, rendered, strlen(rendered), 0, &ids, &n, &err)) {
         if (ids_equal(ids, n, cast_json_get(j, "ids"))) (*exact)++;
@@ -131,7 +131,7 @@ static void test_fixtures(void) {
         char dir[1024], path[1100];
         snprintf(dir, sizeof dir, "%s/tokenizers/%s", data, tokenizers[k]);
         cast_tokenizer *t = NULL;
-        cast_err err = {{0}};
+        cast_err err = {0};
         if (cast_tokenizer_load(&t, dir, &err)) {
             CHECK_MSG(0, "load %s: %s", tokenizers[k], err.msg);
             all_ok = 0;
@@ -162,7 +162,7 @@ static cast_tokenizer *load_named(const char *name) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/tokenizers/%s", check_shared_data(), name);
     cast_tokenizer *t = NULL;
-    cast_err err = {{0}};
+    cast_err err = {0};
     if (cast_tokenizer_load(&t, dir, &err)) CHECK_MSG(0, "%s", err.msg);
     return t;
 }
@@ -203,7 +203,7 @@ static void test_metadata(void) {
         /* skip_special drops <|endoftext|>; unknown ids are dropped */
         int ids[] = {15496, 50256, 6894, 999999};
         char *s = NULL;
-        cast_err err = {{0}};
+        cast_err err = {0};
         CHECK(!cast_tokenizer_decode(t, ids, 4, 1, &s, &err) && !strcmp(s, "Helloworld"));
         free(s);
         /* a lone byte of a multi-byte character decodes to U+FFFD */
@@ -228,7 +228,7 @@ static void test_metadata(void) {
     }
     t = load_named("mistral-7b-v0.1");
     if (t) {
-        cast_err err = {{0}};
+        cast_err err = {0};
         char *s = NULL;
         int euro[] = {cast_tokenizer_token_id(t, "<0xE2>"), cast_tokenizer_token_id(t, "<0x82>"),
                       cast_tokenizer_token_id(t, "<0xAC>")};
@@ -280,7 +280,7 @@ static void test_round_trip(void) {
             size_t n = random_text(&r, text, sizeof text);
             int *ids, nid;
             char *back = NULL;
-            cast_err err = {{0}};
+            cast_err err = {0};
             if (cast_tokenizer_encode(t, text, n, 0, &ids, &nid, &err) ||
                 cast_tokenizer_decode(t, ids, nid, 0, &back, &err) || strcmp(back, text))
                 bad++;
@@ -297,7 +297,7 @@ static void test_round_trip(void) {
         for (int i = 0; i < 4000; i++) cast_buf_puts(&b, "the quick brown fox jumps over the lazy dog ");
         int *ids, n;
         char *back = NULL;
-        cast_err err = {{0}};
+        cast_err err = {0};
         CHECK(!cast_tokenizer_encode(t, b.data, b.len, 0, &ids, &n, &err));
         /* 11 tokens a sentence (" fox" is "▁f" "ox", " jumps" "▁j" "umps"), a final "▁";
          * `tokenizers` 0.22.2 gives the same 44001 */
@@ -343,7 +343,7 @@ static cast_tokenizer *synth(const char *normalizer, const char *pre, const char
 static void pieces_of(const cast_tokenizer *t, const char *text, int special, char *out, size_t cap) {
     int *ids, n;
     char **toks;
-    cast_err err = {{0}};
+    cast_err err = {0};
     out[0] = 0;
     if (cast_tokenizer_encode_tokens(t, text, strlen(text), special, &ids, &toks, &n, &err)) {
         snprintf(out, cap, "ERROR %.200s", err.msg);
@@ -385,7 +385,7 @@ static void test_split_behaviours(void) {
         char pre[256];
         snprintf(pre, sizeof pre, "{\"type\":\"Split\",\"pattern\":{\"String\":\",\"},\"behavior\":\"%s\",\"invert\":%s}",
                  cases[i].behavior, cases[i].invert ? "true" : "false");
-        cast_err err = {{0}};
+        cast_err err = {0};
         cast_tokenizer *t = synth(NULL, pre, NULL, NULL, NULL, v, &err);
         CHECK_MSG(t != NULL, "%s", err.msg);
         if (!t) continue;
@@ -396,7 +396,7 @@ static void test_split_behaviours(void) {
         cast_tokenizer_free(t);
     }
     /* a regex pattern, with the GPT-2-style letters/digits split */
-    cast_err err = {{0}};
+    cast_err err = {0};
     static const char *const v2[] = {"ab", "12", " ", "cd", NULL};
     cast_tokenizer *t = synth(NULL, "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{N}+\"},\"behavior\":\"Isolated\"}",
                               NULL, NULL, NULL, v2, &err);
@@ -426,7 +426,7 @@ static void test_metaspace(void) {
         char pre[256];
         snprintf(pre, sizeof pre, "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"%s\",\"split\":%s}",
                  cases[i].scheme, cases[i].split ? "true" : "false");
-        cast_err err = {{0}};
+        cast_err err = {0};
         cast_tokenizer *t = synth(NULL, pre, NULL, NULL, NULL, v, &err);
         CHECK_MSG(t != NULL, "%s", err.msg);
         if (!t) continue;
@@ -435,7 +435,7 @@ static void test_metaspace(void) {
     }
     /* "first" prepends only at the start of the text: not after a split
      * piece nor after an added token */
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_tokenizer *t = synth(NULL,
                               "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"String\":\",\"},"
                               "\"behavior\":\"Isolated\"},{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\","
@@ -462,7 +462,7 @@ static void test_added_tokens(void) {
                         "{\"id\":12,\"content\":\"<rr>\",\"special\":true,\"normalized\":false},"
                         "{\"id\":13,\"content\":\"w\",\"single_word\":true,\"normalized\":false},"
                         "{\"id\":14,\"content\":\"b\",\"normalized\":true}]";
-    cast_err err = {{0}};
+    cast_err err = {0};
     /* the normalizer maps "c" to "b", so the normalized added token "b"
      * also matches text "c" */
     cast_tokenizer *t = synth("{\"type\":\"Replace\",\"pattern\":{\"String\":\"c\"},\"content\":\"b\"}", NULL, NULL,
@@ -496,7 +496,7 @@ static void test_added_tokens(void) {
 
 static void test_errors(void) {
     static const char *const v[] = {"a", NULL};
-    cast_err err = {{0}};
+    cast_err err = {0};
     cast_tokenizer *t = synth("{\"type\":\"Foo\"}", NULL, NULL, NULL, NULL, v, &err);
     CHECK(t == NULL && strstr(err.msg, "tokenizer.json: unsupported normalizer \"Foo\""));
     t = synth(NULL, "{\"type\":\"Whitespace\"}", NULL, NULL, NULL, v, &err);
@@ -543,7 +543,7 @@ static void test_merges_and_fallback(void) {
         "\"<0xC3>\":6,\"<0xA9>\":7,\"x\":8},\"merges\":[[\"a\",\"##b\"],[\"ab\",\"##c\"]]},"
         "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"}]}}";
     char path[1100];
-    cast_err err = {{0}};
+    cast_err err = {0};
     snprintf(path, sizeof path, "%s/tokenizer.json", tmp_dir);
     CHECK(!cast_write_file_atomic(path, json, strlen(json), &err));
     cast_tokenizer *t = NULL;
@@ -558,10 +558,58 @@ static void test_merges_and_fallback(void) {
     cast_tokenizer_free(t);
 }
 
+/* Files from elsewhere: tokenizer.json from memory, and what a hostile file
+ * must not get past loading (inputs found while fuzzing, tests/fuzz). */
+static void test_untrusted(void) {
+    cast_err err = {0};
+    cast_tokenizer *t = NULL;
+    /* from memory, as from the folder */
+    char *dir = cast_path_join(check_shared_data(), "tokenizers/mistral-7b-v0.1");
+    char *path = cast_path_join(dir, "tokenizer.json"), *text;
+    size_t n;
+    if (cast_read_file(path, &text, &n, &err) == 0) {
+        cast_tokenizer *f = NULL;
+        CHECK_MSG(cast_tokenizer_load_json(&t, text, n, path, &err) == 0, "%s", err.msg);
+        CHECK_MSG(cast_tokenizer_load(&f, dir, &err) == 0, "%s", err.msg);
+        if (t && f) {
+            static const char s[] = "Hello world, caf\xC3\xA9 </s>";
+            int *a = NULL, *b = NULL, na = 0, nb = 0;
+            CHECK(!cast_tokenizer_encode(t, s, sizeof s - 1, 1, &a, &na, &err) && !cast_tokenizer_encode(f, s, sizeof s - 1, 1, &b, &nb, &err));
+            CHECK(na == nb && na > 0 && !memcmp(a, b, sizeof(int) * (size_t)na));
+            free(a);
+            free(b);
+            /* no tokenizer_config.json in memory: no eos there */
+            CHECK(cast_tokenizer_eos(t) == NULL && cast_tokenizer_eos(f) != NULL);
+        }
+        cast_tokenizer_free(t);
+        cast_tokenizer_free(f);
+        free(text);
+    } else CHECK_MSG(0, "%s", err.msg);
+    free(path);
+    free(dir);
+    /* strings that are not UTF-8 would reach the decoders and PCRE2 (which
+     * is told the text is valid): the whole file must be UTF-8 */
+    static const char bad_vocab[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xF0\": 0, \"a\": 1}, \"merges\": []}, \"decoder\": {\"type\": \"ByteLevel\"}}";
+    CHECK(cast_tokenizer_load_json(&t, bad_vocab, sizeof bad_vocab - 1, "bad.json", &err) == -1 && t == NULL &&
+          strstr(err.msg, "bad.json: not valid UTF-8 (byte 37)"));
+    static const char bad_added[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": [{\"id\": 5, \"content\": \"\xC3\"}]}";
+    CHECK(cast_tokenizer_load_json(&t, bad_added, sizeof bad_added - 1, NULL, &err) == -1 &&
+          strstr(err.msg, "tokenizer.json: not valid UTF-8"));
+    /* post-processor ids index the embedding table later: they are bounded like vocabulary ids */
+    static const char neg[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"post_processor\": {\"type\": "
+                              "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"X\"}}, {\"Sequence\": {\"id\": \"A\"}}], "
+                              "\"special_tokens\": {\"X\": {\"id\": \"X\", \"ids\": [-7], \"tokens\": [\"X\"]}}}}";
+    CHECK(cast_tokenizer_load_json(&t, neg, sizeof neg - 1, "neg.json", &err) == -1 && strstr(err.msg, "has id -7, not in 0..16777215"));
+    /* not NUL-terminated: only n bytes are read */
+    static const char ok[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}garbage";
+    CHECK_MSG(cast_tokenizer_load_json(&t, ok, sizeof ok - 1 - 7, "ok.json", &err) == 0, "%s", err.msg);
+    cast_tokenizer_free(t);
+}
+
 int main(void) {
     const char *tmp = getenv("CAST_TEST_TMP");
     snprintf(tmp_dir, sizeof tmp_dir, "%s/test_tokenizer", tmp ? tmp : "/tmp/cast_test");
-    cast_err err = {{0}};
+    cast_err err = {0};
     if (cast_mkdirs(tmp_dir, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
@@ -573,6 +621,7 @@ int main(void) {
     test_metaspace();
     test_added_tokens();
     test_merges_and_fallback();
+    test_untrusted();
     test_errors();
     return check_report();
 }

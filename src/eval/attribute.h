@@ -41,8 +41,8 @@
  * harmful, benign and exact-answer sets' greedy generations and one forward
  * pass over the gold answers; multiple-choice and NLL sets cost only that
  * forward pass. */
-#ifndef CAST_CAST_ATTRIBUTE_H
-#define CAST_CAST_ATTRIBUTE_H
+#ifndef CAST_EVAL_ATTRIBUTE_H
+#define CAST_EVAL_ATTRIBUTE_H
 
 #include <stdint.h>
 
@@ -169,13 +169,5 @@ int cast_attr_check_pair(const cast_model *tuned, const cast_model *base, cast_e
  * layers and heads. */
 int cast_attribution_compare_map(cast_attribution *a, const cast_conflict_map *map, const char *map_path, cast_err *err);
 
-/* attribution.json (docs/attribute.md has the schema), .csv (one row per
- * unit) and .svg (heatmaps layer × head of utility recovered). */
-void cast_attribution_json(const cast_attribution *a, cast_buf *out);
-void cast_attribution_csv(const cast_attribution *a, cast_buf *out);
-void cast_attribution_svg(const cast_attribution *a, cast_buf *out);
-/* All three files into dir (created if needed), each through a temporary
- * name, renamed only after every write succeeded: all three or none. */
-int cast_attribution_write(const cast_attribution *a, const char *dir, cast_err *err);
 
 #endif
