@@ -4,27 +4,20 @@
 
 #include "base/buf.h"
 
-/* Eight bytes at a time, a multiply each, its high half folded into the
- * low one, whose bits pick the slot. One multiply per word keeps merge
- * lookups as cheap as a dedicated map's.
- * Not for fingerprints (base/hash.h): the value depends on the machine's
- * byte order, which only the layout sees. */
-static inline uint64_t mix_word(uint64_t h, uint64_t w) {
-    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 32);
-}
-
+/* The key's length, then its bytes eight at a time (the last word
+ * zero-padded), through cast_strmap_mix. Not for fingerprints (base/hash.h):
+ * the value depends on the machine's byte order, which only the layout sees. */
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = n;
     for (; n >= 8; s += 8, n -= 8) {
         uint64_t w;
         memcpy(&w, s, 8);
-        h = mix_word(h, w);
+        h = cast_strmap_mix(h, w);
     }
     if (n) {
         uint64_t w = 0;
         memcpy(&w, s, n);
-        h = mix_word(h, w);
+        h = cast_strmap_mix(h, w);
     }
     return h;
 }
@@ -47,8 +40,8 @@ static inline void probe_key_init(probe_key *k, const char *s, size_t len) {
     }
     k->words[0] = k->words[1] = 0;
     if (len) memcpy(k->words, s, len);
-    uint64_t h = mix_word(len, k->words[0]);
-    if (len > 8) h = mix_word(h, k->words[1]);
+    uint64_t h = cast_strmap_mix(len, k->words[0]);
+    if (len > 8) h = cast_strmap_mix(h, k->words[1]);
     k->hash = len ? h : 0;
 }
 
@@ -75,13 +68,6 @@ static inline int64_t *find(const cast_strmap *m, const char *key, size_t len) {
 }
 
 int64_t *cast_strmap_find(const cast_strmap *m, const char *key, size_t len) { return find(m, key, len); }
-
-/* The same, with the length known here: BPE merge lookups are the hot path. */
-int64_t *cast_strmap_find_pair(const cast_strmap *m, int32_t a, int32_t b) {
-    char key[8];
-    cast_strmap_pair_key(key, a, b);
-    return find(m, key, 8);
-}
 
 static const char *slot_key(const cast_strmap *m, const cast_strmap_slot *s) {
     return s->len1 - 1 <= CAST_STRMAP_INLINE ? (const char *)s->key.words : m->pool + s->key.off;

@@ -52,13 +52,35 @@ int64_t *cast_strmap_upsert(cast_strmap *m, const char *key, size_t len, int64_t
 const char *cast_strmap_key(const cast_strmap *m, size_t i, size_t *len);
 static inline int64_t cast_strmap_value(const cast_strmap *m, size_t i) { return m->slots[m->order[i]].val; }
 
+/* One step of the map's hash, eight bytes of key into h: a multiply, its
+ * high half folded into the low one, whose bits pick the slot. One multiply
+ * per word keeps merge lookups as cheap as a dedicated map's. */
+static inline uint64_t cast_strmap_mix(uint64_t h, uint64_t word) {
+    h = (h ^ word) * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 32);
+}
+
 /* ---- pairs of ints as keys ---- */
 
 static inline void cast_strmap_pair_key(char key[8], int32_t a, int32_t b) {
     memcpy(key, &a, 4);
     memcpy(key + 4, &b, 4);
 }
-int64_t *cast_strmap_find_pair(const cast_strmap *m, int32_t a, int32_t b);
+/* cast_strmap_find for the key of (a, b), inline: the BPE merge loop looks
+ * up every adjacent pair, and a call costs as much as the probe. */
+static inline int64_t *cast_strmap_find_pair(const cast_strmap *m, int32_t a, int32_t b) {
+    if (!m->n) return NULL;
+    char key[8];
+    uint64_t word;
+    cast_strmap_pair_key(key, a, b);
+    memcpy(&word, key, 8);
+    size_t mask = m->n_slots - 1, i = (size_t)cast_strmap_mix(8, word) & mask;
+    for (;; i = (i + 1) & mask) {
+        cast_strmap_slot *s = &m->slots[i];
+        if (s->len1 == 9 && s->key.words[0] == word) return &s->val; /* 8 bytes: the second word is 0 */
+        if (!s->len1) return NULL;
+    }
+}
 static inline int64_t *cast_strmap_upsert_pair(cast_strmap *m, int32_t a, int32_t b, int64_t init, int *added) {
     char key[8];
     cast_strmap_pair_key(key, a, b);
