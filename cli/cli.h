@@ -104,14 +104,6 @@ int cli_on_long(const char *command, const char *value, cast_on_long *out);
 int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cast_seqs *out, cast_dataset *keep,
                     int *skipped);
 
-/* The evaluation sets a command names: harmful, benign (either may be NULL)
- * and the utility files, opened in that order into sets[] (room for 2 +
- * utility->n) on cm's model; *hs / *bs point at the harmful / benign set or
- * NULL, *us at the first utility set. *n_sets counts what was opened (free
- * those, also after an error). 0, or -1 with err set. */
-int cli_open_eval_sets(cli_model *cm, const char *harmful, const char *benign, const cli_strings *utility,
-                       const cast_eval_opts *o, cast_eval_set *sets, int *n_sets, cast_eval_set **hs, cast_eval_set **bs,
-                       cast_eval_set **us, cast_err *err);
 
 /* "note: ..." on stderr: information, not an error (errors are "cast: ..."). */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -201,7 +201,7 @@ int cmd_attribute(int argc, char **argv) {
 
     /* every set is loaded and encoded before any model work */
     cast_eval_set *hs, *bs, *us;
-    if (cli_open_eval_sets(&cm, harmful, benign, &utility, &eo, sets, &n_sets, &hs, &bs, &us, &err)) goto fail;
+    if (cast_eval_sets_open(&cm.m, cm.tok, cm.tpl, harmful, benign, utility.v, utility.n, &eo, sets, &n_sets, &hs, &bs, &us, &err)) goto fail;
 
     cli_progress bar;
     cli_progress_start(&bar, "attribute", 1);

@@ -120,7 +120,7 @@ int cmd_eval(int argc, char **argv) {
     /* every set is loaded and encoded before any model work */
     sets = cast_xcalloc((size_t)(2 + utility.n), sizeof *sets);
     cast_eval_set *hs, *bs, *us;
-    if (cli_open_eval_sets(&cm, harmful, benign, &utility, &o, sets, &n_sets, &hs, &bs, &us, &err)) goto fail;
+    if (cast_eval_sets_open(&cm.m, cm.tok, cm.tpl, harmful, benign, utility.v, utility.n, &o, sets, &n_sets, &hs, &bs, &us, &err)) goto fail;
 
     if (base && cast_eval_match_base(base, compare, sets, n_sets, &err)) goto fail;
 

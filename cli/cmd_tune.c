@@ -185,7 +185,7 @@ int cmd_tune(int argc, char **argv) {
     to.scope = sc;
     to.kv_freeze = !strcmp(kvf, "any") ? CAST_KV_FREEZE_ANY : CAST_KV_FREEZE_ALL;
     to.keep_before = delta; /* the changed slices are measured against the weights as loaded */
-    int k = strat == CAST_STRATEGY_FULL || strat == CAST_STRATEGY_PCGRAD ? 0 : skip_heads >= 0 ? skip_heads : cast_top_count(skip, n_heads);
+    int k = cast_tune_budget(&to, n_heads);
     if (k > n_heads) {
         cli_model_close(&cm);
         cli_out_abort(&co);
@@ -242,7 +242,6 @@ int cmd_tune(int argc, char **argv) {
     o->steps = steps;
     o->seed = (uint64_t)seed;
     o->anchor_weight = anchor; /* < 0: unset (1 for pcgrad, else 0) */
-    double anchor_used = anchor >= 0 ? anchor : strat == CAST_STRATEGY_PCGRAD ? 1.0 : 0.0;
     o->save_every = save_every;
     o->shard_optimizer = shard_optimizer && cast_dist_size() > 1;
     ckpt = cast_path_join(co.dir, "checkpoint");
@@ -324,7 +323,7 @@ int cmd_tune(int argc, char **argv) {
                     lr, beta1, beta2, eps, wd, schedule, warmup, clip);
     cast_buf_printf(&b, " \"batch\": %d, \"grad_accum\": %d, \"sequences_per_step\": %d, \"epochs\": %d, \"steps\": %lld, \"anchor_weight\": %g, "
                         "\"max_len\": %d, \"on_long\": \"%s\",\n",
-                    batch, grad_accum, o->batch, epochs, (long long)total, anchor_used, d.max_len, cast_on_long_name(d.on_long));
+                    batch, grad_accum, o->batch, epochs, (long long)total, cast_tune_anchor_weight(&to), d.max_len, cast_on_long_name(d.on_long));
     cast_buf_printf(&b, " \"examples\": {\"safety\": %d, \"utility\": %d}, \"skipped_examples\": {\"safety\": %d, \"utility\": %d}, \"threads\": %d, "
                         "\"resumed_from_step\": %lld, \"wall_s\": %.2f,\n",
                     s_set.n, u_set.n, s_skipped, u_skipped, cast_get_threads(), (long long)(resume ? start : 0), wall);

@@ -11,34 +11,17 @@
 #include "dist/dist.h"
 #include "cli.h"
 
-static int has_tokenizer_files(const char *dir) {
-    static const char *const names[] = {"tokenizer.json", "tokenizer.json.gz", "vocab.json"};
-    int found = 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *p = cast_path_join(dir, names[i]);
-        found |= cast_file_exists(p);
-        free(p);
-    }
-    return found;
-}
-
 static int model_open(cli_model *cm, const char *path, const char *template_name, int weights) {
     memset(cm, 0, sizeof *cm);
     cm->path = path;
     cast_err err = {0};
     if ((weights ? cast_model_load : cast_model_load_header)(&cm->m, path, &err)) return cli_fail(&err);
-    if (has_tokenizer_files(path) || template_name) {
-        if (cast_tokenizer_load(&cm->tok, path, &err)) goto fail;
-        if (cast_chat_template_open(&cm->tpl, cm->tok, template_name, path, &err)) {
-            if (template_name) goto fail;
-            cm->tpl = NULL; /* no chat template: plain prompt + response text */
-        }
+    if (cast_chat_open_folder(path, template_name, &cm->tok, &cm->tpl, &err)) {
+        cli_fail(&err);
+        cli_model_close(cm);
+        return 1;
     }
     return 0;
-fail:
-    cli_fail(&err);
-    cli_model_close(cm);
-    return 1;
 }
 
 int cli_model_open(cli_model *cm, const char *path, const char *template_name) {
@@ -83,19 +66,12 @@ int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cas
         return cli_fail(&err);
     }
     /* every id and label must have a row in the embedding table */
-    int V = cm->m.cfg.vocab;
-    for (int i = 0; i < out->n; i++)
-        for (int64_t t = out->off[i]; t < out->off[i + 1]; t++) {
-            int id = out->ids[t], lab = out->labels[t];
-            const char *what = id < 0 || id >= V ? "token id" : lab != CAST_IGNORE_LABEL && (lab < 0 || lab >= V) ? "label" : NULL;
-            if (!what) continue;
-            cli_failf("%s:%d: %s %d is outside the model's vocabulary (%d): tokenizer and model do not match", path,
-                      ds.ex[seq_example[i]].line, what, what[0] == 't' ? id : lab, V);
-            free(seq_example);
-            cast_dataset_free(&ds);
-            cast_seqs_free(out);
-            return 1;
-        }
+    if (cast_dataset_check_vocab(&ds, out, seq_example, cm->m.cfg.vocab, path, &err)) {
+        free(seq_example);
+        cast_dataset_free(&ds);
+        cast_seqs_free(out);
+        return cli_fail(&err);
+    }
     if (n_skipped && o->on_long == CAST_ON_LONG_TRUNCATE)
         cli_note("%s: %d of %d examples have no scored token within --max-len %d tokens: skipped (--on-long truncate)", path,
                  n_skipped, ds.n, o->max_len);
@@ -231,24 +207,4 @@ void cli_out_abort(cli_out *o) {
     if (o->created) rmdir(o->final); /* only when still empty */
     free(o->stage);
     memset(o, 0, sizeof *o);
-}
-
-int cli_open_eval_sets(cli_model *cm, const char *harmful, const char *benign, const cli_strings *utility,
-                       const cast_eval_opts *o, cast_eval_set *sets, int *n_sets, cast_eval_set **hs, cast_eval_set **bs,
-                       cast_eval_set **us, cast_err *err) {
-    *hs = *bs = NULL;
-    if (harmful) {
-        if (cast_eval_set_open(&sets[*n_sets], harmful, CAST_EVAL_HARMFUL, &cm->m, cm->tok, cm->tpl, o, err)) return -1;
-        *hs = &sets[(*n_sets)++];
-    }
-    if (benign) {
-        if (cast_eval_set_open(&sets[*n_sets], benign, CAST_EVAL_BENIGN, &cm->m, cm->tok, cm->tpl, o, err)) return -1;
-        *bs = &sets[(*n_sets)++];
-    }
-    *us = &sets[*n_sets];
-    for (int i = 0; i < utility->n; i++) {
-        if (cast_eval_set_open(&sets[*n_sets], utility->v[i], CAST_EVAL_UTILITY, &cm->m, cm->tok, cm->tpl, o, err)) return -1;
-        (*n_sets)++;
-    }
-    return 0;
 }

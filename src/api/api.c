@@ -79,13 +79,6 @@ const char *cast_version(void) { return CAST_VERSION; }
 
 void cast_llm_default_params(cast_llm_params *p) { memset(p, 0, sizeof *p); }
 
-static int has_file(const char *dir, const char *name) {
-    char *p = cast_path_join(dir, name);
-    int found = cast_file_exists(p);
-    free(p);
-    return found;
-}
-
 cast_code cast_llm_open(const char *dir, const cast_llm_params *p, cast_llm **out, cast_error *err) {
     cast_llm_params d;
     if (!p) cast_llm_default_params(&d), p = &d;
@@ -94,14 +87,7 @@ cast_code cast_llm_open(const char *dir, const cast_llm_params *p, cast_llm **ou
     cast_llm *m = cast_xcalloc(1, sizeof *m);
     cast_err e = {0};
     if (p->threads > 0) cast_set_threads(p->threads);
-    if (cast_model_load(&m->m, dir, &e)) goto fail;
-    if (has_file(dir, "tokenizer.json") || has_file(dir, "tokenizer.json.gz") || has_file(dir, "vocab.json")) {
-        if (cast_tokenizer_load(&m->tok, dir, &e)) goto fail;
-        if (cast_chat_template_open(&m->tpl, m->tok, p->chat_template, dir, &e)) {
-            if (p->chat_template) goto fail;
-            m->tpl = NULL; /* no chat template: plain prompt + response text */
-        }
-    }
+    if (cast_model_load(&m->m, dir, &e) || cast_chat_open_folder(dir, p->chat_template, &m->tok, &m->tpl, &e)) goto fail;
     *out = m;
     return ok(err);
 fail:
@@ -183,11 +169,12 @@ cast_code cast_data_read(const cast_llm *m, const char *path, const cast_data_pa
     if (p->first > 0) cast_dataset_take(&ds, 0, p->first);
     cast_data *data = cast_xcalloc(1, sizeof *data);
     cast_encode_opts eo = {p->max_len, 0, on_long, m->m.cfg.vocab};
-    int bad = ds.kind != CAST_DATA_TOKENS && !m->tok ? cast_fail(&e, "%s: this dataset holds text, and the model has no tokenizer", path)
-                                                     : cast_dataset_encode_opts(&ds, m->tok, m->tpl, &eo, &data->seqs, &data->skipped, NULL, &e);
-    int64_t at = bad ? -1 : cast_seqs_outside_vocab(&data->seqs, m->m.cfg.vocab);
-    if (at >= 0) bad = cast_fail(&e, "%s: token %d is outside the model's vocabulary (%d): tokenizer and model do not match", path,
-                                 data->seqs.ids[at], m->m.cfg.vocab);
+    int *seq_example = NULL;
+    int bad = ds.kind != CAST_DATA_TOKENS && !m->tok
+                  ? cast_fail(&e, "%s: this dataset holds text, and the model has no tokenizer", path)
+                  : cast_dataset_encode_opts(&ds, m->tok, m->tpl, &eo, &data->seqs, &data->skipped, &seq_example, &e) ||
+                        cast_dataset_check_vocab(&ds, &data->seqs, seq_example, m->m.cfg.vocab, path, &e);
+    free(seq_example);
     cast_dataset_free(&ds);
     if (bad) {
         cast_data_free(data);
@@ -218,12 +205,8 @@ void cast_diagnose_default_params(cast_diagnose_params *p) {
     p->seed = o.seed;
 }
 
-typedef struct diag_progress {
-    const cast_diagnose_params *p;
-} diag_progress;
-
 static void on_diag_progress(void *ctx, int64_t done, int64_t total, const char *stage) {
-    const cast_diagnose_params *p = ((diag_progress *)ctx)->p;
+    const cast_diagnose_params *p = ctx;
     double f = total > 0 ? (double)done / (double)total : 1.0;
     p->progress(p->user, f > 1 ? 1 : f, stage);
 }
@@ -243,10 +226,9 @@ cast_code cast_diagnose(cast_llm *m, const cast_data *safety, const cast_data *u
     o.micro_batch = p->batch;
     o.null_permutations = p->null_permutations;
     o.seed = p->seed;
-    diag_progress ctx = {p};
     if (p->progress) {
         o.progress = on_diag_progress;
-        o.ctx = &ctx;
+        o.ctx = (void *)p;
     }
     cast_map *map = cast_xcalloc(1, sizeof *map);
     cast_err e = {0};
@@ -447,24 +429,12 @@ cast_code cast_evaluate(cast_llm *m, const char *harmful, const char *benign, co
     o.limit = p->first;
     o.fewshot = p->fewshot;
     o.judge = &judge;
-    cast_eval_set sets[18];
-    const char *paths[18];
-    cast_eval_role roles[18];
+    cast_eval_set sets[18], *hs, *bs, *us;
     int n = 0;
-    if (harmful) paths[n] = harmful, roles[n++] = CAST_EVAL_HARMFUL;
-    if (benign) paths[n] = benign, roles[n++] = CAST_EVAL_BENIGN;
-    for (int i = 0; i < n_utility; i++) paths[n] = utility[i], roles[n++] = CAST_EVAL_UTILITY;
-    int opened = 0;
     cast_err e = {0};
-    cast_code rc = CAST_OK;
-    for (; opened < n; opened++)
-        if (cast_eval_set_open(&sets[opened], paths[opened], roles[opened], &m->m, m->tok, m->tpl, &o, &e)) break;
-    for (int i = 0; i < n && opened == n; i++)
-        if (cast_eval_set_run(&sets[i], &m->m, m->tok, &o, &e)) {
-            opened = n + 1; /* marks the failure; every set is open */
-            break;
-        }
-    if (opened != n) rc = fail_from(err, &e);
+    int bad = cast_eval_sets_open(&m->m, m->tok, m->tpl, harmful, benign, utility, n_utility, &o, sets, &n, &hs, &bs, &us, &e);
+    for (int i = 0; i < n && !bad; i++) bad = cast_eval_set_run(&sets[i], &m->m, m->tok, &o, &e);
+    cast_code rc = bad ? fail_from(err, &e) : CAST_OK;
     if (rc == CAST_OK && result) {
         memset(result, 0, sizeof *result);
         result->harmful_refusal = result->benign_refusal = NAN;
@@ -485,16 +455,13 @@ cast_code cast_evaluate(cast_llm *m, const char *harmful, const char *benign, co
     }
     if (rc == CAST_OK && json) {
         int stops[16];
-        const cast_eval_set *hs = NULL, *bs = NULL, *us = sets + (harmful != NULL) + (benign != NULL);
-        if (harmful) hs = &sets[0];
-        if (benign) bs = &sets[harmful != NULL];
         cast_eval_report rep = {m->m.path, hs, bs, us, n_utility, &o, m->tpl ? cast_chat_template_name(m->tpl) : NULL, stops,
                                 cast_eval_stop_ids(&m->m, m->tok, m->tpl, stops, 16), cast_get_threads()};
         cast_buf b = {0};
         cast_eval_json(&rep, NULL, NULL, 0, &b);
         *json = b.data;
     }
-    for (int i = 0; i < (opened > n ? n : opened); i++) cast_eval_set_free(&sets[i]);
+    for (int i = 0; i < n; i++) cast_eval_set_free(&sets[i]);
     cast_judge_free(&judge);
     return rc == CAST_OK ? ok(err) : rc;
 }

@@ -17,11 +17,20 @@ void cast_tune_opts_default(cast_tune_opts *o) {
     o->train.anchor_weight = -1;
 }
 
+static int skips_heads(cast_strategy s) { return s != CAST_STRATEGY_FULL && s != CAST_STRATEGY_PCGRAD; }
+
+int cast_tune_budget(const cast_tune_opts *o, int n_heads) {
+    return !skips_heads(o->strategy) ? 0 : o->fixed ? o->n_fixed : o->skip_heads >= 0 ? o->skip_heads : cast_top_count(o->skip, n_heads);
+}
+
+double cast_tune_anchor_weight(const cast_tune_opts *o) {
+    return o->train.anchor_weight >= 0 ? o->train.anchor_weight : o->strategy == CAST_STRATEGY_PCGRAD ? 1.0 : 0.0;
+}
+
 int cast_tune_plan(const cast_model *m, const cast_conflict_map *map, const cast_tune_opts *o, cast_tune_run *run, cast_err *err) {
     memset(run, 0, sizeof *run);
     int n = m->cfg.layers * m->cfg.heads;
-    int skips = o->strategy != CAST_STRATEGY_FULL && o->strategy != CAST_STRATEGY_PCGRAD;
-    int k = !skips ? 0 : o->fixed ? o->n_fixed : o->skip_heads >= 0 ? o->skip_heads : cast_top_count(o->skip, n);
+    int skips = skips_heads(o->strategy), k = cast_tune_budget(o, n);
     if (k < 0 || k > n) return cast_fail(err, "cannot skip %d heads of %d", k, n);
     run->skip = cast_xcalloc((size_t)n + 1, sizeof(int));
     if (o->fixed && skips) {
@@ -59,7 +68,7 @@ int cast_tune_train(cast_model *m, cast_tune_run *run, const cast_seqs *safety, 
                     cast_err *err) {
     cast_train_opts t = o->train;
     t.pcgrad = o->strategy == CAST_STRATEGY_PCGRAD;
-    if (t.anchor_weight < 0) t.anchor_weight = t.pcgrad ? 1.0 : 0.0;
+    t.anchor_weight = cast_tune_anchor_weight(o);
     if (t.pcgrad && !(utility && utility->n > 0)) return cast_fail(err, "strategy pcgrad needs a utility set");
     if (o->keep_before && !run->before) {
         cast_model_fingerprint(m, run->fingerprint); /* of the base, before training */

@@ -42,6 +42,14 @@ typedef struct cast_tune_run {
     double wall_s;           /* training time */
 } cast_tune_run;
 
+/* Heads to skip before a map of k/v-group units rounds them to whole
+ * groups: 0 for full and pcgrad, the fixed set's size, skip_heads, or
+ * round(skip · n_heads). */
+int cast_tune_budget(const cast_tune_opts *o, int n_heads);
+/* The anchor weight the run trains with: train.anchor_weight, or when it is
+ * unset (< 0) 1 for pcgrad and 0 (safety data only) otherwise. */
+double cast_tune_anchor_weight(const cast_tune_opts *o);
+
 /* Strategy → k → skip set → mask, before any training. map is needed by the
  * strategies that read one (cast_strategy_needs_map) unless k is 0 or a
  * fixed set is given; a map of k/v-group units rounds k to whole groups. */

@@ -568,6 +568,26 @@ static int run_choices(cast_eval_set *s, const cast_model *m, const cast_eval_op
     return 0;
 }
 
+int cast_eval_sets_open(const cast_model *m, const cast_tokenizer *tok, const cast_chat_template *tpl, const char *harmful,
+                        const char *benign, const char *const *utility, int n_utility, const cast_eval_opts *o, cast_eval_set *sets,
+                        int *n_sets, cast_eval_set **hs, cast_eval_set **bs, cast_eval_set **us, cast_err *err) {
+    *hs = *bs = NULL;
+    if (harmful) {
+        if (cast_eval_set_open(&sets[*n_sets], harmful, CAST_EVAL_HARMFUL, m, tok, tpl, o, err)) return -1;
+        *hs = &sets[(*n_sets)++];
+    }
+    if (benign) {
+        if (cast_eval_set_open(&sets[*n_sets], benign, CAST_EVAL_BENIGN, m, tok, tpl, o, err)) return -1;
+        *bs = &sets[(*n_sets)++];
+    }
+    *us = &sets[*n_sets];
+    for (int i = 0; i < n_utility; i++) {
+        if (cast_eval_set_open(&sets[*n_sets], utility[i], CAST_EVAL_UTILITY, m, tok, tpl, o, err)) return -1;
+        (*n_sets)++;
+    }
+    return 0;
+}
+
 int cast_eval_set_run(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
                       cast_err *err) {
     int rc = 0;

@@ -99,6 +99,14 @@ typedef struct cast_eval_set {
 int cast_eval_set_open(cast_eval_set *s, const char *path, cast_eval_role role, const cast_model *m,
                        const cast_tokenizer *tok, const cast_chat_template *tpl, const cast_eval_opts *o,
                        cast_err *err);
+/* The sets a run evaluates, opened in order into sets[] (room for 2 +
+ * n_utility): harmful, benign (either may be NULL), then the utility files.
+ * *hs / *bs point at the harmful / benign set or NULL, *us at the first
+ * utility set; *n_sets counts what was opened (free those, also after an
+ * error). */
+int cast_eval_sets_open(const cast_model *m, const cast_tokenizer *tok, const cast_chat_template *tpl, const char *harmful,
+                        const char *benign, const char *const *utility, int n_utility, const cast_eval_opts *o, cast_eval_set *sets,
+                        int *n_sets, cast_eval_set **hs, cast_eval_set **bs, cast_eval_set **us, cast_err *err);
 int cast_eval_set_run(cast_eval_set *s, const cast_model *m, const cast_tokenizer *tok, const cast_eval_opts *o,
                       cast_err *err);
 void cast_eval_set_free(cast_eval_set *s);

@@ -49,11 +49,3 @@ cast_seqs cast_seqs_slice(const cast_seqs *s, int first, int count) {
     v.labels = s->labels;
     return v;
 }
-
-int64_t cast_seqs_outside_vocab(const cast_seqs *s, int vocab) {
-    for (int64_t t = 0; s->n > 0 && t < s->off[s->n]; t++) {
-        int id = s->ids[t], lab = s->labels[t];
-        if (id < 0 || id >= vocab || (lab != CAST_IGNORE_LABEL && (lab < 0 || lab >= vocab))) return t;
-    }
-    return -1;
-}

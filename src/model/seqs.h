@@ -19,9 +19,6 @@ typedef struct cast_seqs {
 void cast_seqs_free(cast_seqs *s);
 /* Appends one sequence; labels may be NULL (then labels = ids: every token scored). */
 void cast_seqs_push(cast_seqs *s, const int *ids, const int *labels, int len);
-/* The position of the first id or label (other than CAST_IGNORE_LABEL)
- * outside [0, vocab), or -1 when all fit the model's embedding table. */
-int64_t cast_seqs_outside_vocab(const cast_seqs *s, int vocab);
 static inline int cast_seqs_len(const cast_seqs *s, int i) { return (int)(s->off[i + 1] - s->off[i]); }
 /* Number of scored positions: labels[t+1] != -100 within each sequence. */
 int64_t cast_seqs_scored(const cast_seqs *s);

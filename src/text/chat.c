@@ -416,3 +416,27 @@ fail:
     free(lab);
     return -1;
 }
+
+int cast_chat_open_folder(const char *dir, const char *template_name, cast_tokenizer **tok, cast_chat_template **tpl,
+                          cast_err *err) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer.json.gz", "vocab.json"};
+    *tok = NULL;
+    *tpl = NULL;
+    int found = template_name != NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !found; i++) {
+        char *p = cast_path_join(dir, names[i]);
+        found = cast_file_exists(p);
+        free(p);
+    }
+    if (!found) return 0;
+    if (cast_tokenizer_load(tok, dir, err)) return -1;
+    if (cast_chat_template_open(tpl, *tok, template_name, dir, err)) {
+        *tpl = NULL;
+        if (template_name) {
+            cast_tokenizer_free(*tok);
+            *tok = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -25,6 +25,13 @@ const char *cast_chat_builtin_names(void);
  * NAME: chatml, llama2, ...)" followed by the reason. */
 int cast_chat_template_open(cast_chat_template **out, const cast_tokenizer *tok, const char *name, const char *what,
                             cast_err *err);
+/* The text side of a model folder: its tokenizer when the folder has one
+ * (tokenizer.json, tokenizer.json.gz or vocab.json) or template_name asks
+ * for one, and the chat template to use with it: template_name (as
+ * cast_chat_template_open), else the tokenizer's own, else none (*tpl NULL:
+ * plain prompt + response text). Both stay NULL without tokenizer files. */
+int cast_chat_open_folder(const char *dir, const char *template_name, cast_tokenizer **tok, cast_chat_template **tpl,
+                          cast_err *err);
 /* From Jinja source; bos/eos may be NULL (then undefined in the template). */
 int cast_chat_template_from_source(cast_chat_template **out, const char *source, const char *bos, const char *eos,
                                    const char *what, cast_err *err);

@@ -1043,3 +1043,16 @@ int cast_dataset_encode_prompts(const cast_dataset *d, const cast_tokenizer *tok
     }
     return 0;
 }
+
+int cast_dataset_check_vocab(const cast_dataset *d, const cast_seqs *seqs, const int *seq_example, int vocab, const char *path,
+                             cast_err *err) {
+    for (int i = 0; i < seqs->n; i++)
+        for (int64_t t = seqs->off[i]; t < seqs->off[i + 1]; t++) {
+            int id = seqs->ids[t], lab = seqs->labels[t];
+            const char *what = id < 0 || id >= vocab ? "token id" : lab != CAST_IGNORE_LABEL && (lab < 0 || lab >= vocab) ? "label" : NULL;
+            if (what)
+                return cast_fail(err, "%s:%d: %s %d is outside the model's vocabulary (%d): tokenizer and model do not match", path,
+                                 d->ex[seq_example[i]].line, what, what[0] == 't' ? id : lab, vocab);
+        }
+    return 0;
+}

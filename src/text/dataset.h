@@ -115,6 +115,14 @@ int cast_dataset_encode_opts(const cast_dataset *d, const cast_tokenizer *tok, c
                              const cast_encode_opts *o, cast_seqs *out, int *n_skipped, int **seq_example,
                              cast_err *err);
 
+/* Every id and label (other than CAST_IGNORE_LABEL) of the encoded d must
+ * have a row in the model's embedding table of `vocab` rows; otherwise
+ * "PATH:LINE: token id N is outside the model's vocabulary (V): tokenizer and
+ * model do not match" (seq_example: each sequence's example, as
+ * cast_dataset_encode_opts gives it). */
+int cast_dataset_check_vocab(const cast_dataset *d, const cast_seqs *seqs, const int *seq_example, int vocab, const char *path,
+                             cast_err *err);
+
 /* Prompts for generation, one per example (labels all -100): the prompt as a
  * user turn through tpl with the generation prompt, or with tpl NULL the
  * prompt with the post-processor and the newline training puts before the
