@@ -8,7 +8,7 @@
 #   make bench  engine throughput beside PyTorch
 
 JOBS ?= 2
-DEBS_RUN = build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev zlib1g-dev libpcre2-dev libutf8proc-dev
+DEBS_RUN = build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev zlib1g-dev libpcre2-dev libutf8proc-dev libdnnl-dev
 DEBS = $(DEBS_RUN) clang libomp-dev libclang-rt-dev python3 python3-torch python3-numpy libopenmpi-dev openmpi-bin
 FUZZ_SECONDS ?= 20
 SHARED ?= $(abspath ../shared/data)

@@ -14,9 +14,11 @@ uint64_t cast_fnv1a64_u64(uint64_t h, uint64_t v) {
     return cast_fnv1a64(h, b, 8);
 }
 
-uint32_t cast_crc32(const void *data, size_t n) {
+uint32_t cast_crc32(const void *data, size_t n) { return cast_crc32_update(0, data, n); }
+
+uint32_t cast_crc32_update(uint32_t crc, const void *data, size_t n) {
     const unsigned char *p = data;
-    uLong c = crc32(0L, Z_NULL, 0);
+    uLong c = crc;
     while (n > 0) {
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
         c = crc32(c, p, k);

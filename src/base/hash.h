@@ -14,5 +14,7 @@ uint64_t cast_fnv1a64(uint64_t h, const void *data, size_t n);
 uint64_t cast_fnv1a64_u64(uint64_t h, uint64_t v);
 /* zlib's crc32 (the gzip/PNG CRC), chunked so n may exceed 4 GiB. */
 uint32_t cast_crc32(const void *data, size_t n);
+/* The CRC continued over n more bytes: cast_crc32_update(cast_crc32(a), b) is the CRC of a then b. */
+uint32_t cast_crc32_update(uint32_t crc, const void *data, size_t n);
 
 #endif

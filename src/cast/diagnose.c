@@ -254,7 +254,7 @@ static int trajectory_rises(cast_model *m, cast_acts *a, const cast_seqs *safety
     for (int i = 0; i < m->n_tensors; i++)
         if (k.trainable[i]) {
             theta0[i] = cast_xmalloc(sizeof(float) * (size_t)m->tensors[i].numel);
-            memcpy(theta0[i], m->tensors[i].data, sizeof(float) * (size_t)m->tensors[i].numel);
+            memcpy(theta0[i], cast_model_master(m, i), sizeof(float) * (size_t)m->tensors[i].numel);
         }
     cast_train_opts to;
     cast_train_opts_default(&to);
@@ -362,7 +362,7 @@ int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *u
         }
     } else if (o->fs == CAST_FS_SNIP) {
         float **w = cast_xmalloc(sizeof(float *) * (size_t)m->n_tensors);
-        for (int i = 0; i < m->n_tensors; i++) w[i] = m->tensors[i].data;
+        for (int i = 0; i < m->n_tensors; i++) w[i] = gu.g[i] ? cast_model_master(m, i) : m->tensors[i].data;
         for (int u = 0; u < n_units; u++)
             unit_fs[u] = unit_reduce(m, w, gu.g, u * per_unit / H, u * per_unit % H, per_unit, o->kv_in_score, RED_ABS_PRODUCT);
         free(w);

@@ -76,7 +76,7 @@ int cast_tune_train(cast_model *m, cast_tune_run *run, const cast_seqs *safety, 
         for (int i = 0; i < m->n_tensors; i++)
             if (run->mask.trainable[i]) {
                 run->before[i] = cast_xmalloc(sizeof(float) * (size_t)m->tensors[i].numel);
-                memcpy(run->before[i], m->tensors[i].data, sizeof(float) * (size_t)m->tensors[i].numel);
+                memcpy(run->before[i], cast_model_master(m, i), sizeof(float) * (size_t)m->tensors[i].numel);
             }
     }
     double t0 = cast_now_s();

@@ -137,16 +137,30 @@ static void add_all(patch *p, const cast_model *m) {
     for (int t = 0; t < m->n_tensors; t++) patch_tensor(p, m, t);
 }
 
+/* Row r of a span in the tuned model's f32 values (made f32 by patch_apply). */
 static float *elem(const cast_model *m, const span *s, int64_t r) {
     return m->tensors[s->t].data + r * width(&m->tensors[s->t]) + s->c0;
 }
 
+/* Row r of a span as f32 into dst, whatever form the model holds it in. */
+static void read_row(const cast_model *m, const span *s, int64_t r, float *dst) {
+    cast_model_read(m, s->t, r * width(&m->tensors[s->t]) + s->c0, s->nc, dst);
+}
+
 /* 1 when some value of the spans differs bit for bit between the models. */
 static int patch_changed(const patch *p, const cast_model *tuned, const cast_model *base) {
-    for (int i = 0; i < p->n; i++)
-        for (int64_t r = p->s[i].r0; r < p->s[i].r0 + p->s[i].nr; r++)
-            if (memcmp(elem(tuned, &p->s[i], r), elem(base, &p->s[i], r), sizeof(float) * (size_t)p->s[i].nc)) return 1;
-    return 0;
+    int changed = 0;
+    for (int i = 0; i < p->n && !changed; i++) {
+        float *a = cast_xmalloc(sizeof(float) * (size_t)p->s[i].nc), *b = cast_xmalloc(sizeof(float) * (size_t)p->s[i].nc);
+        for (int64_t r = p->s[i].r0; r < p->s[i].r0 + p->s[i].nr && !changed; r++) {
+            read_row(tuned, &p->s[i], r, a);
+            read_row(base, &p->s[i], r, b);
+            changed = memcmp(a, b, sizeof(float) * (size_t)p->s[i].nc) != 0;
+        }
+        free(a);
+        free(b);
+    }
+    return changed;
 }
 
 /* Saves the tuned values and writes the base's; restore undoes it in reverse
@@ -160,13 +174,14 @@ static void patch_apply(patch *p, cast_model *tuned, const cast_model *base) {
         p->cap_saved = need;
     }
     float *w = p->saved;
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->n; i++) {
+        cast_model_master(tuned, p->s[i].t);
         for (int64_t r = p->s[i].r0; r < p->s[i].r0 + p->s[i].nr; r++) {
-            size_t bytes = sizeof(float) * (size_t)p->s[i].nc;
-            memcpy(w, elem(tuned, &p->s[i], r), bytes);
-            memcpy(elem(tuned, &p->s[i], r), elem(base, &p->s[i], r), bytes);
+            memcpy(w, elem(tuned, &p->s[i], r), sizeof(float) * (size_t)p->s[i].nc);
+            read_row(base, &p->s[i], r, elem(tuned, &p->s[i], r));
             w += p->s[i].nc;
         }
+    }
 }
 
 static void patch_restore(patch *p, cast_model *tuned) {

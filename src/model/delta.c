@@ -13,6 +13,20 @@ static int by_name(const void *a, const void *b) {
     return strcmp(sort_model->tensors[*(const int *)a].name, sort_model->tensors[*(const int *)b].name);
 }
 
+/* CRC of the tensor's f32 values, widened a chunk at a time when held
+ * 16-bit: the same fingerprint whichever form holds the weights. */
+static uint32_t tensor_crc(const cast_tensor *t) {
+    if (t->data) return cast_crc32(t->data, sizeof(float) * (size_t)t->numel);
+    float wide[4096];
+    uint32_t c = 0;
+    for (int64_t k = 0; k < t->numel; k += 4096) {
+        int64_t n = t->numel - k < 4096 ? t->numel - k : 4096;
+        cast_half_to_f32(wide, t->half + k, t->half_type, n);
+        c = cast_crc32_update(c, wide, sizeof(float) * (size_t)n);
+    }
+    return c;
+}
+
 void cast_model_fingerprint(const cast_model *m, char out[CAST_FINGERPRINT_LEN]) {
     int *order = cast_xmalloc(sizeof(int) * (size_t)(m->n_tensors + 1));
     for (int i = 0; i < m->n_tensors; i++) order[i] = i;
@@ -24,7 +38,7 @@ void cast_model_fingerprint(const cast_model *m, char out[CAST_FINGERPRINT_LEN])
         h = cast_fnv1a64(h, t->name, strlen(t->name) + 1);
         h = cast_fnv1a64_u64(h, (uint64_t)t->ndim);
         for (int d = 0; d < t->ndim; d++) h = cast_fnv1a64_u64(h, (uint64_t)t->shape[d]);
-        uint32_t c = cast_crc32(t->data, sizeof(float) * (size_t)t->numel);
+        uint32_t c = tensor_crc(t);
         unsigned char b[4] = {(unsigned char)c, (unsigned char)(c >> 8), (unsigned char)(c >> 16), (unsigned char)(c >> 24)};
         h = cast_fnv1a64(h, b, 4);
     }
@@ -48,7 +62,7 @@ int cast_delta_write(const char *path, const cast_model *m, const float *const *
             float *d = cast_xmalloc(sizeof(float) * (size_t)t->numel);
             for (int64_t j = 0; j < t->numel; j++) d[j] = now[j] - was[j];
             owned[n_owned++] = d;
-            e[n++] = (cast_st_entry){t->name, t->ndim, {t->shape[0], t->ndim == 2 ? t->shape[1] : 0}, d};
+            e[n++] = (cast_st_entry){t->name, t->ndim, {t->shape[0], t->ndim == 2 ? t->shape[1] : 0}, d, NULL, CAST_HALF_NONE};
             continue;
         }
         int by_cols = k && k->frozen_cols[i] != NULL;
@@ -76,12 +90,12 @@ int cast_delta_write(const char *path, const cast_model *m, const float *const *
         free(idx);
         owned[n_owned++] = vals;
         owned[n_owned++] = where;
-        e[n] = (cast_st_entry){t->name, t->ndim, {by_cols ? R : keep, by_cols ? keep : C}, vals};
+        e[n] = (cast_st_entry){t->name, t->ndim, {by_cols ? R : keep, by_cols ? keep : C}, vals, NULL, CAST_HALF_NONE};
         if (t->ndim == 1) e[n].shape[1] = 0;
         n++;
         names[n_names] = cast_xmalloc(strlen(t->name) + 8);
         sprintf(names[n_names], "%s.%s", by_cols ? "cols" : "rows", t->name);
-        e[n++] = (cast_st_entry){names[n_names++], 1, {keep, 0}, where};
+        e[n++] = (cast_st_entry){names[n_names++], 1, {keep, 0}, where, NULL, CAST_HALF_NONE};
     }
     const char *meta[] = {"cast_delta", fmt == CAST_DELTA_DIFF ? "diff" : "sparse", base_fingerprint ? "cast_base_fingerprint" : NULL,
                           base_fingerprint, NULL};
@@ -123,6 +137,7 @@ static int apply_diff(cast_model *m, const cast_st_file *f, double scale, cast_e
             if (x->ndim != t->ndim || x->shape[0] != t->shape[0] || (t->ndim == 2 && x->shape[1] != t->shape[1]))
                 return cast_fail(err, "%s: tensor \"%s\" does not fit the model's shape", f->path, x->name);
             if (pass == 0) continue;
+            cast_model_master(m, i);
             const float *d = (const float *)(f->data + x->begin);
             for (int64_t q = 0; q < t->numel; q++) {
                 float v;
@@ -203,6 +218,7 @@ int cast_delta_apply(cast_model *m, const char *path, double scale, cast_err *er
             if (ix && read_index(&f, ix, rows ? R : C, &idx, err)) goto done;
             const float *vals = (const float *)(f.data + x->begin);
             if (pass == 1) { /* vals may be unaligned in the file: read through memcpy */
+                cast_model_master(m, i);
                 float v;
                 if (!ix)
                     for (int64_t q = 0; q < t->numel; q++) memcpy(&v, vals + q, 4), t->data[q] = interp(t->data[q], v, scale);

@@ -317,13 +317,14 @@ static void forward_layers(pass *P) {
     int64_t N = P->N, D = c->hidden, F = c->inter, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
     const cast_tensor *T = m->tensors;
 #define W(i) ((i) >= 0 ? T[i].data : NULL)
+#define WM(i) cast_model_w(m, i)
+#define WR(i, row0, width) cast_wmat_rows(cast_model_w(m, i), row0, width)
     /* embeddings */
-    const float *E = T[m->embed].data;
     float es = c->embed_scale, eps = (float)c->rms_eps, wadd = norm_add(c);
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
     for (int64_t t = 0; t < N; t++) {
         float *xt = a->x_in + t * D;
-        memcpy(xt, E + (int64_t)P->s->ids[P->base + t] * D, sizeof(float) * D);
+        cast_model_read(m, m->embed, (int64_t)P->s->ids[P->base + t] * D, D, xt);
         if (es != 0.0f && es != 1.0f)
             for (int64_t k = 0; k < D; k++) xt[k] *= es;
     }
@@ -337,9 +338,9 @@ static void forward_layers(pass *P) {
         /* Qwen3 projects into q_pre / k_pre and normalizes each head into Q / K */
         float *Qlin = c->qk_norm ? L_(a->q_pre, N * Hd, sl) : Q, *Klin = c->qk_norm ? L_(a->k_pre, N * Kd, sl) : K;
         cast_rmsnorm_fwd(Xn1, L_(a->rstd1, N, sl), X, W(x->attn_norm), wadd, N, (int)D, eps);
-        cast_linear_fwd(Qlin, Xn1, rows_at(W(x->wq), x->q_row0, D), rows_at(W(x->bq), x->q_row0, 1), N, (int)D, (int)Hd, 0);
-        cast_linear_fwd(Klin, Xn1, rows_at(W(x->wk), x->k_row0, D), rows_at(W(x->bk), x->k_row0, 1), N, (int)D, (int)Kd, 0);
-        cast_linear_fwd(V, Xn1, rows_at(W(x->wv), x->v_row0, D), rows_at(W(x->bv), x->v_row0, 1), N, (int)D, (int)Kd, 0);
+        cast_linear_fwd(Qlin, Xn1, WR(x->wq, x->q_row0, D), rows_at(W(x->bq), x->q_row0, 1), N, (int)D, (int)Hd, 0);
+        cast_linear_fwd(Klin, Xn1, WR(x->wk, x->k_row0, D), rows_at(W(x->bk), x->k_row0, 1), N, (int)D, (int)Kd, 0);
+        cast_linear_fwd(V, Xn1, WR(x->wv, x->v_row0, D), rows_at(W(x->bv), x->v_row0, 1), N, (int)D, (int)Kd, 0);
         if (c->qk_norm) { /* [N·H, d] and [N·K, d] rows */
             cast_rmsnorm_fwd(Q, L_(a->rstd_q, N * c->heads, sl), Qlin, W(x->q_norm), 0.0f, N * c->heads, c->head_dim, eps);
             cast_rmsnorm_fwd(K, L_(a->rstd_k, N * c->kv_heads, sl), Klin, W(x->k_norm), 0.0f, N * c->kv_heads, c->head_dim, eps);
@@ -349,34 +350,36 @@ static void forward_layers(pass *P) {
         attention_layer(P, l, sl);
         if (c->gemma) { /* Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
             float *Ao = L_(a->ao, N * D, sl);
-            cast_linear_fwd(Ao, gated(P, l, Z), W(x->wo), W(x->bo), N, (int)Hd, (int)D, 0);
+            cast_linear_fwd(Ao, gated(P, l, Z), WM(x->wo), W(x->bo), N, (int)Hd, (int)D, 0);
             cast_rmsnorm_fwd(Xm, L_(a->rstd_ao, N, sl), Ao, W(x->post_attn_norm), wadd, N, (int)D, eps);
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
             for (int64_t i = 0; i < N * D; i++) Xm[i] += X[i];
         } else {
             memcpy(Xm, X, sizeof(float) * (size_t)(N * D));
-            cast_linear_fwd(Xm, gated(P, l, Z), W(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
+            cast_linear_fwd(Xm, gated(P, l, Z), WM(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
         }
         cast_rmsnorm_fwd(Xn2, L_(a->rstd2, N, sl), Xm, W(x->mlp_norm), wadd, N, (int)D, eps);
-        cast_linear_fwd(G, Xn2, rows_at(W(x->wg), x->g_row0, D), rows_at(W(x->bg), x->g_row0, 1), N, (int)D, (int)F, 0);
-        cast_linear_fwd(U, Xn2, rows_at(W(x->wu), x->u_row0, D), rows_at(W(x->bu), x->u_row0, 1), N, (int)D, (int)F, 0);
+        cast_linear_fwd(G, Xn2, WR(x->wg, x->g_row0, D), rows_at(W(x->bg), x->g_row0, 1), N, (int)D, (int)F, 0);
+        cast_linear_fwd(U, Xn2, WR(x->wu, x->u_row0, D), rows_at(W(x->bu), x->u_row0, 1), N, (int)D, (int)F, 0);
         if (c->gemma) cast_geglu_fwd(a->h, G, U, N * F);
         else cast_swiglu_fwd(a->h, G, U, N * F);
         /* the layer's output is the next layer's input (in place when not storing) */
         float *out = l + 1 < c->layers ? (P->store ? L_(a->x_in, N * D, l + 1) : X) : a->x_last;
         if (c->gemma) { /* out = Xm + rmsnorm(Mo), Mo = h·Wd^T */
             float *Mo = L_(a->mo, N * D, sl);
-            cast_linear_fwd(Mo, a->h, W(x->wd), W(x->bd), N, (int)F, (int)D, 0);
+            cast_linear_fwd(Mo, a->h, WM(x->wd), W(x->bd), N, (int)F, (int)D, 0);
             cast_rmsnorm_fwd(out, L_(a->rstd_mo, N, sl), Mo, W(x->post_mlp_norm), wadd, N, (int)D, eps);
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
             for (int64_t i = 0; i < N * D; i++) out[i] += Xm[i];
         } else {
             memcpy(out, Xm, sizeof(float) * (size_t)(N * D));
-            cast_linear_fwd(out, a->h, W(x->wd), W(x->bd), N, (int)F, (int)D, 1);
+            cast_linear_fwd(out, a->h, WM(x->wd), W(x->bd), N, (int)F, (int)D, 1);
         }
     }
     cast_rmsnorm_fwd(a->xf, a->rstdf, a->x_last, T[m->norm].data, wadd, N, (int)D, eps);
 #undef W
+#undef WM
+#undef WR
 }
 
 /* Positions of every token, and the scored rows (t with labels[t+1] scored). */
@@ -427,7 +430,7 @@ static void loss_chunks(pass *P, int64_t rows, float grad_scale, float *dlm, cas
     const cast_model *m = P->m;
     cast_acts *a = P->a;
     int D = m->cfg.hidden, V = m->cfg.vocab;
-    const float *Wlm = m->tensors[m->lm_head].data;
+    cast_wmat Wlm = cast_model_w(m, m->lm_head);
     float *xc = a->xchunk, cap = (float)m->cfg.final_softcap;
     double sum = 0;
     if (grad_scale != 0.0f) memset(a->dxf, 0, sizeof(float) * (size_t)(P->N * D));
@@ -494,7 +497,7 @@ int cast_model_forward(const cast_model *m, cast_acts *a, const cast_seqs *s, fl
     cast_loss l = {0, 0};
     if (logits) {
         int V = m->cfg.vocab;
-        cast_linear_fwd(logits, a->xf, m->tensors[m->lm_head].data, NULL, P.N, m->cfg.hidden, V, 0);
+        cast_linear_fwd(logits, a->xf, cast_model_w(m, m->lm_head), NULL, P.N, m->cfg.hidden, V, 0);
         if (m->cfg.final_softcap > 0) cast_softcap_fwd(logits, P.N * V, (float)m->cfg.final_softcap);
         double sum = 0;
         for (int64_t r = 0; r < rows; r++) {
@@ -538,6 +541,8 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     int64_t N = P->N, D = c->hidden, F = c->inter, Hd = (int64_t)H * d, Kd = (int64_t)K * d;
     const cast_tensor *T = m->tensors;
 #define W(i) ((i) >= 0 ? T[i].data : NULL)
+#define WM(i) cast_model_w(m, i)
+#define WR(i, row0, width) cast_wmat_rows(cast_model_w(m, i), row0, width)
 #define GR(i) ((i) >= 0 ? gr->g[i] : NULL)
     float *X = L_(a->x_in, N * D, l), *Xn1 = L_(a->xn1, N * D, l), *Xm = L_(a->x_mid, N * D, l), *Xn2 = L_(a->xn2, N * D, l);
     float *Q = L_(a->q, N * Hd, l), *Kb = L_(a->k, N * Kd, l), *V = L_(a->v, N * Kd, l), *Z = L_(a->z, N * Hd, l);
@@ -556,13 +561,13 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     }
     /* h is dead once dWd is taken, so its buffer receives dG */
     float *dh = a->dg, *dG = a->h;
-    cast_linear_bwd(dh, GR(x->wd), GR(x->bd), dMo, a->h, W(x->wd), N, (int)F, (int)D, 0);
+    cast_linear_bwd(dh, GR(x->wd), GR(x->bd), dMo, a->h, WM(x->wd), N, (int)F, (int)D, 0);
     if (c->gemma) cast_geglu_bwd(dG, a->du, dh, G, U, N * F);
     else cast_swiglu_bwd(dG, a->du, dh, G, U, N * F);
     cast_linear_bwd(a->dxn, rows_at(GR(x->wg), x->g_row0, D), rows_at(GR(x->bg), x->g_row0, 1), dG, Xn2,
-                    rows_at(W(x->wg), x->g_row0, D), N, (int)D, (int)F, 0);
+                    WR(x->wg, x->g_row0, D), N, (int)D, (int)F, 0);
     cast_linear_bwd(a->dxn, rows_at(GR(x->wu), x->u_row0, D), rows_at(GR(x->bu), x->u_row0, 1), a->du, Xn2,
-                    rows_at(W(x->wu), x->u_row0, D), N, (int)D, (int)F, 1);
+                    WR(x->wu, x->u_row0, D), N, (int)D, (int)F, 1);
     cast_rmsnorm_bwd(dres, GR(x->mlp_norm), a->dxn, Xm, W(x->mlp_norm), wadd, L_(a->rstd2, N, l), N, (int)D);
 
     /* attention output: Xm = X + Zg·Wo^T, or Gemma's Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
@@ -574,7 +579,7 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
         dAo = a->dtmp;
     }
     const float *Zg = gated(P, l, Z);
-    cast_linear_bwd(a->dz, GR(x->wo), GR(x->bo), dAo, Zg, W(x->wo), N, (int)Hd, (int)D, 0);
+    cast_linear_bwd(a->dz, GR(x->wo), GR(x->bo), dAo, Zg, WM(x->wo), N, (int)Hd, (int)D, 0);
     if (gr->gates) {
         for (int h = 0; h < H; h++) {
             double s = 0;
@@ -633,13 +638,15 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
                          N * K, d);
     }
     cast_linear_bwd(a->dxn, rows_at(GR(x->wq), x->q_row0, D), rows_at(GR(x->bq), x->q_row0, 1), dQlin, Xn1,
-                    rows_at(W(x->wq), x->q_row0, D), N, (int)D, (int)Hd, 0);
+                    WR(x->wq, x->q_row0, D), N, (int)D, (int)Hd, 0);
     cast_linear_bwd(a->dxn, rows_at(GR(x->wk), x->k_row0, D), rows_at(GR(x->bk), x->k_row0, 1), dKlin, Xn1,
-                    rows_at(W(x->wk), x->k_row0, D), N, (int)D, (int)Kd, 1);
+                    WR(x->wk, x->k_row0, D), N, (int)D, (int)Kd, 1);
     cast_linear_bwd(a->dxn, rows_at(GR(x->wv), x->v_row0, D), rows_at(GR(x->bv), x->v_row0, 1), a->dv, Xn1,
-                    rows_at(W(x->wv), x->v_row0, D), N, (int)D, (int)Kd, 1);
+                    WR(x->wv, x->v_row0, D), N, (int)D, (int)Kd, 1);
     cast_rmsnorm_bwd(dres, GR(x->attn_norm), a->dxn, X, W(x->attn_norm), wadd, L_(a->rstd1, N, l), N, (int)D);
 #undef W
+#undef WM
+#undef WR
 #undef GR
 }
 
@@ -710,7 +717,7 @@ int cast_model_step(const cast_model *m, cast_acts *a, cast_kv *kv, const cast_s
     prepare(&P);
     forward_layers(&P);
     int D = m->cfg.hidden, V = m->cfg.vocab;
-    const float *Wlm = m->tensors[m->lm_head].data;
+    cast_wmat Wlm = cast_model_w(m, m->lm_head);
     /* logits of each sequence's last token, LOGIT_CHUNK rows per product */
     for (int b0 = 0; b0 < s->n; b0 += LOGIT_CHUNK) {
         int n = s->n - b0 < LOGIT_CHUNK ? s->n - b0 : LOGIT_CHUNK;

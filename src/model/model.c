@@ -1,12 +1,18 @@
+/* madvise (MADV_DONTNEED is Linux's; posix_madvise's variant is a no-op in glibc) */
+#define _DEFAULT_SOURCE
 #include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "base/buf.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "base/cpu.h"
 #include "base/rng.h"
 
 static int add_tensor(cast_model *m, int *cap, const char *name, int64_t rows, int64_t cols) {
@@ -100,6 +106,78 @@ int64_t cast_model_param_count(const cast_model *m) {
     return n;
 }
 
+int64_t cast_model_weight_bytes(const cast_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i].numel * (m->tensors[i].data ? 4 : 2);
+    return n;
+}
+
+cast_wmat cast_model_w(const cast_model *m, int i) {
+    cast_wmat w = {0, 0, CAST_HALF_NONE, m->bf16};
+    if (i < 0) return w;
+    const cast_tensor *t = &m->tensors[i];
+    w.f32 = t->data;
+    if (!t->data) {
+        w.half = t->half;
+        w.type = t->half_type;
+    }
+    return w;
+}
+
+float *cast_model_master(cast_model *m, int i) {
+    cast_tensor *t = &m->tensors[i];
+    if (t->data) return t->data;
+    if (!m->master) m->master = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
+    float *v = cast_alloc_floats((size_t)t->numel);
+    cast_half_to_f32(v, t->half, t->half_type, t->numel);
+    /* the mapped 16-bit pages are no longer read: let the kernel drop them
+     * (only whole pages inside the tensor; they reload from the file if touched) */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)t->half + page - 1) & ~(page - 1),
+              hi = ((uintptr_t)(t->half + t->numel)) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    m->master[i] = t->data = v;
+    t->half = NULL;
+    t->half_type = CAST_HALF_NONE;
+    return v;
+}
+
+void cast_model_read(const cast_model *m, int i, int64_t k0, int64_t n, float *dst) {
+    const cast_tensor *t = &m->tensors[i];
+    if (t->data) memcpy(dst, t->data + k0, sizeof(float) * (size_t)n);
+    else cast_half_to_f32(dst, t->half + k0, t->half_type, n);
+}
+
+static const char *const compute_names[] = {"auto", "f32", "bf16"};
+
+int cast_compute_parse(const char *s, cast_compute *out) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, compute_names[i])) {
+            *out = (cast_compute)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *cast_compute_name(cast_compute c) { return compute_names[c]; }
+
+int cast_model_set_compute(cast_model *m, cast_compute c, cast_err *err) {
+    int native = cast_linear_bf16_native();
+    if (c == CAST_COMPUTE_AUTO) {
+        m->bf16 = m->storage == CAST_BF16 && native;
+        return 0;
+    }
+    if (c == CAST_COMPUTE_BF16 && !native) {
+        const char *emulate = getenv("CAST_BF16_EMULATE");
+        if (!emulate || strcmp(emulate, "1"))
+            return cast_fail_as(err, CAST_E_ARGUMENT,
+                                "bf16 compute needs bf16 dot-product instructions (AVX512-BF16 or AMX-BF16) and oneDNN; "
+                                "%s (use f32 compute)",
+                                cast_cpu_has_bf16() ? "this build has no oneDNN" : "this CPU has neither");
+    }
+    m->bf16 = c == CAST_COMPUTE_BF16;
+    return 0;
+}
+
 void cast_model_free(cast_model *m) {
     for (int i = 0; i < m->n_files; i++) cast_st_close(&m->files[i]);
     free(m->files);
@@ -108,6 +186,9 @@ void cast_model_free(cast_model *m) {
     free(m->buffer);
     free(m->gates);
     free(m->path);
+    if (m->master)
+        for (int i = 0; i < m->n_tensors; i++) free(m->master[i]);
+    free(m->master);
     memset(m, 0, sizeof *m);
 }
 
@@ -248,6 +329,12 @@ static int locate_tensors(cast_model *m, located *loc, cast_err *err) {
     return 0;
 }
 
+/* Whether tensor t's stored values serve as they are (else: converted to f32). */
+static int held_in_place(const cast_tensor *t, const uint8_t *src, cast_dtype dt) {
+    if (dt == CAST_F32) return !((uintptr_t)src & 3);
+    return t->ndim == 2 && (dt == CAST_BF16 || dt == CAST_F16) && !((uintptr_t)src & 1);
+}
+
 static int model_load(cast_model *m, const char *dir, int weights, cast_err *err) {
     memset(m, 0, sizeof *m);
     if (!cast_dir_exists(dir)) return cast_fail_as(err, CAST_E_IO, "%s: not a model folder", dir);
@@ -273,25 +360,28 @@ static int model_load(cast_model *m, const char *dir, int weights, cast_err *err
         free(loc);
         return 0;
     }
-    /* F32 tensors at 4-byte-aligned offsets are used in place; the rest are
-     * converted into one owned buffer. */
+    /* F32 tensors at 4-byte-aligned offsets are used in place, and so are
+     * 16-bit matrices at 2-byte-aligned offsets; the rest are converted into
+     * one owned f32 buffer. */
     int64_t owned = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const uint8_t *src = loc[i].file->data + loc[i].st->begin;
-        if (loc[i].st->dtype != CAST_F32 || ((uintptr_t)src & 3)) owned += m->tensors[i].numel;
-    }
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!held_in_place(&m->tensors[i], loc[i].file->data + loc[i].st->begin, loc[i].st->dtype)) owned += m->tensors[i].numel;
     m->buffer = owned ? cast_alloc_floats((size_t)owned) : NULL;
     float *p = m->buffer;
     m->storage = loc[0].st->dtype;
     for (int i = 0; i < m->n_tensors; i++) {
         const uint8_t *src = loc[i].file->data + loc[i].st->begin;
         cast_tensor *t = &m->tensors[i];
-        if (loc[i].st->dtype == CAST_F32 && !((uintptr_t)src & 3)) {
-            t->data = (float *)(uintptr_t)src;
-        } else {
+        cast_dtype dt = loc[i].st->dtype;
+        if (!held_in_place(t, src, dt)) {
             t->data = p;
             p += t->numel;
-            cast_convert_to_f32(t->data, src, loc[i].st->dtype, (size_t)t->numel);
+            cast_convert_to_f32(t->data, src, dt, (size_t)t->numel);
+        } else if (dt == CAST_F32) {
+            t->data = (float *)(uintptr_t)src;
+        } else {
+            t->half = (const uint16_t *)(uintptr_t)src;
+            t->half_type = dt == CAST_BF16 ? CAST_HALF_BF16 : CAST_HALF_F16;
         }
     }
     free(loc);
@@ -301,8 +391,17 @@ fail:
     return -1;
 }
 
+int cast_model_load_as(cast_model *m, const char *dir, cast_compute compute, cast_err *err) {
+    if (model_load(m, dir, 1, err)) return -1;
+    if (cast_model_set_compute(m, compute, err)) {
+        cast_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
 int cast_model_load(cast_model *m, const char *dir, cast_err *err) {
-    return model_load(m, dir, 1, err);
+    return cast_model_load_as(m, dir, CAST_COMPUTE_AUTO, err);
 }
 
 int cast_model_load_header(cast_model *m, const char *dir, cast_err *err) {
@@ -410,6 +509,8 @@ int cast_model_save(const cast_model *m, const char *dir, cast_dtype dtype, cast
         e[n].shape[0] = t->shape[0];
         e[n].shape[1] = t->shape[1];
         e[n].data = t->data;
+        e[n].half = t->half;
+        e[n].half_type = t->half_type;
         n++;
     }
     char *path = cast_path_join(dir, "model.safetensors");

@@ -1,7 +1,14 @@
-/* A causal LM in memory: config, one table of f32 parameter tensors with
+/* A causal LM in memory: config, one table of parameter tensors with
  * Hugging Face names (the named views), per-layer indices into it, and the
- * per-head output gates. F32 weights stay in the (private, copy-on-write)
- * mapping of their file; other dtypes are converted once into one buffer. */
+ * per-head output gates.
+ *
+ * Weights stay as the checkpoint stores them: F32 tensors in the (private,
+ * copy-on-write) mapping of their file, and BF16/F16 matrices too, 16-bit,
+ * never expanded (an 8B bf16 model takes 16 GB, not 32). Vectors (norms,
+ * biases) and misaligned tensors are converted to f32 once. A 16-bit matrix
+ * gets f32 values only when something must change it (training, resetting
+ * a head, applying a delta): cast_model_master. The products read either
+ * form (tensor/linear.h), in f32 or bf16 compute (m->bf16). */
 #ifndef CAST_MODEL_MODEL_H
 #define CAST_MODEL_MODEL_H
 
@@ -10,13 +17,16 @@
 #include "base/error.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "tensor/linear.h"
 
 typedef struct cast_tensor {
     char name[96];
     int ndim;          /* 1 or 2 */
     int64_t shape[2];  /* [out, in] for matrices, as nn.Linear stores them */
     int64_t numel;
-    float *data;
+    float *data;          /* f32 values, or NULL while the tensor is held 16-bit */
+    const uint16_t *half; /* the stored 16-bit values (mapped) when data is NULL */
+    cast_half half_type;
 } cast_tensor;
 
 /* Indices into cast_model.tensors; -1 where the architecture has no such tensor.
@@ -50,9 +60,26 @@ typedef struct cast_model {
     cast_st_file *files;
     int n_files;
     float *gates;          /* [L*H] per-head output gates ξ, 1 by default */
+    int bf16;              /* products in bf16 (cast_model_set_compute) */
+    float **master;        /* [n_tensors] f32 values made by cast_model_master (owned), or NULL */
 } cast_model;
 
-/* Loads a Hugging Face model folder (config.json + model.safetensors or shards). */
+/* How the products are computed. auto: bf16 when the checkpoint is stored
+ * in bf16 and bf16 products run in hardware here (cast_linear_bf16_native),
+ * else f32. f32: f32 products, bit for bit those of the weights expanded to
+ * f32. bf16: inputs and weights rounded to bf16, f32 accumulation. */
+typedef enum { CAST_COMPUTE_AUTO, CAST_COMPUTE_F32, CAST_COMPUTE_BF16 } cast_compute;
+int cast_compute_parse(const char *s, cast_compute *out); /* "auto", "f32", "bf16"; -1 otherwise */
+const char *cast_compute_name(cast_compute c);
+/* Sets m->bf16 from the request. bf16 on a CPU without bf16 dot products is
+ * an error, unless CAST_BF16_EMULATE=1 (the same numbers from f32
+ * instructions, slowly: for tests of bf16 numerics on any machine). */
+int cast_model_set_compute(cast_model *m, cast_compute c, cast_err *err);
+
+/* Loads a Hugging Face model folder (config.json + model.safetensors or
+ * shards), computing as `compute` says. */
+int cast_model_load_as(cast_model *m, const char *dir, cast_compute compute, cast_err *err);
+/* The same with compute auto. */
 int cast_model_load(cast_model *m, const char *dir, cast_err *err);
 /* The same checks from config.json and the safetensors headers only: names,
  * shapes, dtype (m->storage), every tensor's data NULL; reads no weights, so
@@ -68,6 +95,17 @@ void cast_model_free(cast_model *m);
 int cast_model_save(const cast_model *m, const char *dir, cast_dtype dtype, cast_err *err);
 
 int64_t cast_model_param_count(const cast_model *m); /* tied weights counted once */
+/* Bytes the weights take in memory as held now (16-bit or f32, masters included). */
+int64_t cast_model_weight_bytes(const cast_model *m);
+
+/* Tensor i as the products read it (i < 0: an absent weight). */
+cast_wmat cast_model_w(const cast_model *m, int i);
+/* Gives tensor i f32 values (data) that may be changed, converting the
+ * 16-bit ones once; the file's pages are handed back to the kernel. No-op
+ * for a tensor that has f32 values. Returns data. */
+float *cast_model_master(cast_model *m, int i);
+/* Values [k0, k0 + n) of tensor i as f32 into dst, whatever its form. */
+void cast_model_read(const cast_model *m, int i, int64_t k0, int64_t n, float *dst);
 int cast_model_find(const cast_model *m, const char *name); /* tensor index or -1 */
 
 /* Head unit (DESIGN §3, docs/cast.md): the parameter slices that head (l, h)

@@ -237,63 +237,6 @@ const cast_st_tensor *cast_st_find(const cast_st_file *f, const char *name) {
     return NULL;
 }
 
-float cast_bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-float cast_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
-    if (exp == 0) {
-        if (man == 0) u = sign;
-        else { /* subnormal: normalise */
-            int e = -1;
-            do {
-                e++;
-                man <<= 1;
-            } while (!(man & 0x400));
-            u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else {
-        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t cast_f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
-uint16_t cast_f32_to_f16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000, a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00);
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to inf */
-    if (a < 0x38800000u) {                                    /* subnormal or zero in f16 */
-        if (a < 0x33000000u) return (uint16_t)sign;
-        /* value = man * 2^(exp-150); in units of 2^-24 that is man >> (126 - exp) */
-        uint32_t man = (a & 0x7fffff) | 0x800000;
-        int shift = 126 - (int)(a >> 23);
-        uint32_t r = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (r & 1))) r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = a - 0x38000000u; /* rebias exponent 127 -> 15 */
-    r += 0xfffu + ((r >> 13) & 1);
-    return (uint16_t)(sign | (r >> 13));
-}
-
 void cast_convert_to_f32(float *dst, const void *src, cast_dtype dtype, size_t n) {
     const uint8_t *p = src;
     switch (dtype) {
@@ -357,17 +300,28 @@ int cast_st_write_meta(const char *path, const cast_st_entry *entries, int n, ca
     int ok = fwrite(len8, 1, 8, a.fp) == 8 && fwrite(h.data, 1, h.len, a.fp) == h.len;
     cast_buf_free(&h);
     uint16_t chunk[4096];
+    float wide[4096];
     for (int i = 0; ok && i < n; i++) {
+        const cast_st_entry *e = &entries[i];
         int64_t numel = 1;
-        for (int d = 0; d < entries[i].ndim; d++) numel *= entries[i].shape[d];
-        if (dtype == CAST_F32) {
-            ok = fwrite(entries[i].data, 4, (size_t)numel, a.fp) == (size_t)numel;
+        for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+        if (e->data && dtype == CAST_F32) {
+            ok = fwrite(e->data, 4, (size_t)numel, a.fp) == (size_t)numel;
+            continue;
+        }
+        if (!e->data && ((dtype == CAST_BF16 && e->half_type == CAST_HALF_BF16) || (dtype == CAST_F16 && e->half_type == CAST_HALF_F16))) {
+            ok = fwrite(e->half, 2, (size_t)numel, a.fp) == (size_t)numel; /* stored as it is held */
             continue;
         }
         for (int64_t s = 0; ok && s < numel; s += 4096) {
             int64_t m = numel - s < 4096 ? numel - s : 4096;
-            for (int64_t k = 0; k < m; k++)
-                chunk[k] = dtype == CAST_BF16 ? cast_f32_to_bf16(entries[i].data[s + k]) : cast_f32_to_f16(entries[i].data[s + k]);
+            const float *v = e->data ? e->data + s : wide;
+            if (!e->data) cast_half_to_f32(wide, e->half + s, e->half_type, m);
+            if (dtype == CAST_F32) {
+                ok = fwrite(v, 4, (size_t)m, a.fp) == (size_t)m;
+                continue;
+            }
+            for (int64_t k = 0; k < m; k++) chunk[k] = dtype == CAST_BF16 ? cast_f32_to_bf16(v[k]) : cast_f32_to_f16(v[k]);
             ok = fwrite(chunk, 2, (size_t)m, a.fp) == (size_t)m;
         }
     }

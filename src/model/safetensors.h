@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "tensor/half.h" /* the 16-bit conversions */
 
 typedef enum { CAST_F32, CAST_F16, CAST_BF16, CAST_F64, CAST_I64, CAST_I32, CAST_I16, CAST_I8, CAST_U8, CAST_BOOL } cast_dtype;
 
@@ -49,21 +50,18 @@ int cast_st_open_header(cast_st_file *f, const char *path, cast_err *err);
 void cast_st_close(cast_st_file *f);
 const cast_st_tensor *cast_st_find(const cast_st_file *f, const char *name);
 
-/* f32/f16/bf16 conversions (round to nearest even). */
-float cast_bf16_to_f32(uint16_t h);
-float cast_f16_to_f32(uint16_t h);
-uint16_t cast_f32_to_bf16(float f);
-uint16_t cast_f32_to_f16(float f);
 /* Converts n stored values to f32. */
 void cast_convert_to_f32(float *dst, const void *src, cast_dtype dtype, size_t n);
 
-/* Writes a safetensors file atomically from f32 arrays, storing each as dtype
- * (F32, F16 or BF16). */
+/* Writes a safetensors file atomically from f32 arrays (or 16-bit ones:
+ * data NULL, half of half_type), storing each as dtype (F32, F16 or BF16). */
 typedef struct cast_st_entry {
     const char *name;
     int ndim;
     int64_t shape[CAST_MAX_DIMS];
     const float *data;
+    const uint16_t *half;
+    cast_half half_type;
 } cast_st_entry;
 int cast_st_write(const char *path, const cast_st_entry *entries, int n, cast_dtype dtype, cast_err *err);
 /* The same with string metadata in "__metadata__": meta holds key, value,

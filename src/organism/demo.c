@@ -172,9 +172,9 @@ static int encode_file(demo *d, const char *dir, const char *name, int limit, ca
     return rc;
 }
 
-static void snapshot(const cast_model *m, float *dst) {
+static void snapshot(cast_model *m, float *dst) {
     for (int i = 0; i < m->n_tensors; i++) {
-        memcpy(dst, m->tensors[i].data, sizeof(float) * (size_t)m->tensors[i].numel);
+        memcpy(dst, cast_model_master(m, i), sizeof(float) * (size_t)m->tensors[i].numel);
         dst += m->tensors[i].numel;
     }
 }

@@ -7,34 +7,6 @@
 
 #include "base/buf.h"
 
-/* ---- linear ------------------------------------------------------------- */
-
-void cast_linear_fwd(float *y, const float *x, const float *w, const float *b, int64_t N, int in, int out, int accumulate) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, out, in, 1.0f, x, in, w, in, accumulate ? 1.0f : 0.0f, y,
-                out);
-    if (b) {
-#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * out))
-        for (int64_t t = 0; t < N; t++)
-            for (int o = 0; o < out; o++) y[t * out + o] += b[o];
-    }
-}
-
-void cast_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t N, int in,
-                     int out, int accumulate_dx) {
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, out, 1.0f, dy, out, w, in,
-                    accumulate_dx ? 1.0f : 0.0f, dx, in);
-    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)N, 1.0f, dy, out, x, in, 1.0f, dw, in);
-    if (db) {
-#pragma omp parallel for schedule(static) if (CAST_PARALLEL((int64_t)out * N))
-        for (int o = 0; o < out; o++) {
-            double s = 0;
-            for (int64_t t = 0; t < N; t++) s += dy[t * out + o];
-            db[o] += (float)s;
-        }
-    }
-}
-
 /* ---- RMSNorm ------------------------------------------------------------ */
 
 void cast_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, float w_add, int64_t N, int D, float eps) {

@@ -7,17 +7,12 @@
 
 #include <stdint.h>
 
+#include "tensor/linear.h" /* the products: cast_linear_fwd / _bwd */
+
 /* Loops smaller than this many elements run on one thread: below it, waking
  * the other threads costs more than it saves (decoding one token of a small
  * model is thousands of such loops). */
 #define CAST_PARALLEL(work) ((int64_t)(work) >= 32768)
-
-/* ---- linear: y[N,out] (= or += per accumulate) x[N,in] · W[out,in]^T + b[out] */
-void cast_linear_fwd(float *y, const float *x, const float *w, const float *b, int64_t N, int in, int out, int accumulate);
-/* dx[N,in] (= or += per accumulate_dx) dy·W;  dw[out,in] += dy^T·x;  db += Σ dy.
- * Any of dx, dw, db may be NULL. */
-void cast_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t N, int in,
-                     int out, int accumulate_dx);
 
 /* ---- RMSNorm: y = (w + w_add) ⊙ x / sqrt(mean(x²) + eps) ----------------
  * w_add is 0 for Llama-style norms and 1 for Gemma's (1 + w). Per-head q/k

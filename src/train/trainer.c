@@ -143,7 +143,8 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
     if (sharded) {
         cast_dist_barrier();
         int64_t held = opt->hi - opt->lo;
-        cast_st_entry moments[2] = {{"adam_m", 1, {held, 0}, opt->buffer}, {"adam_v", 1, {held, 0}, opt->buffer + held}};
+        cast_st_entry moments[2] = {{"adam_m", 1, {held, 0}, opt->buffer, NULL, CAST_HALF_NONE},
+                                    {"adam_v", 1, {held, 0}, opt->buffer + held, NULL, CAST_HALF_NONE}};
         char *sp = shard_path(tmp, rank);
         int bad = held > 0 && cast_st_write(sp, moments, 2, CAST_F32, err);
         free(sp);
@@ -163,7 +164,7 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
         for (int s = 0; s < (sharded ? 1 : 3); s++) {
             names[n] = cast_xmalloc(strlen(t->name) + 16);
             sprintf(names[n], "%s%s", prefix[s], t->name);
-            e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, src[s]};
+            e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, src[s], NULL, CAST_HALF_NONE};
             n++;
         }
     }
@@ -300,6 +301,8 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
     int use_utility = utility && utility->n > 0 && (o->pcgrad || o->anchor_weight > 0);
     if (o->pcgrad && !use_utility) return cast_fail(err, "PCGrad needs a utility set");
     int64_t total = cast_train_total_steps(o, train->n), start = 0;
+    for (int i = 0; i < m->n_tensors; i++) /* trained values are f32 (master weights of 16-bit ones) */
+        if (k->trainable[i]) cast_model_master(m, i);
     cast_adamw opt;
     if (o->shard_optimizer) cast_adamw_init_shard(&opt, m, k, cast_dist_rank(), cast_dist_size());
     else cast_adamw_init(&opt, m, k);
