@@ -77,8 +77,16 @@ typedef struct cli_model {
     cast_chat_template *tpl; /* NULL: plain text */
 } cli_model;
 
-/* Returns 0, or 1 after printing the error. template_name NULL: the model's own. */
-int cli_model_open(cli_model *cm, const char *path, const char *template_name);
+/* Returns 0, or 1 after printing the error. template_name NULL: the model's
+ * own. compute: --compute's value (auto, f32, bf16; NULL: auto). */
+int cli_model_open(cli_model *cm, const char *path, const char *template_name, const char *compute);
+/* Loads a model folder alone (no tokenizer) computing as --compute says; 0, or 1 after printing. */
+int cli_model_load(cast_model *m, const char *path, const char *compute);
+/* --compute, the same in every command that runs a model */
+#define CLI_COMPUTE_OPT(var)                                                                                              \
+    {"--compute", CLI_STRING, &(var), "MODE",                                                                           \
+     "auto, f32 or bf16: products in f32, or in bf16 on CPUs with bf16 dot products (AVX512-BF16, AMX); default auto: " \
+     "bf16 for a bf16 checkpoint on such a CPU, else f32"}
 /* The same without the weights (config.json and safetensors headers only;
  * tensors' data is NULL): cast info on any size of checkpoint. */
 int cli_model_open_header(cli_model *cm, const char *path);

@@ -112,6 +112,7 @@ static int parse_ks(const char *s, int **ks, int *n) {
 }
 
 int cmd_attribute(int argc, char **argv) {
+    const char *compute = "auto";
     const char *harmful = NULL, *benign = NULL, *out = NULL, *ks_text = NULL, *compare_map = NULL, *on_long = "skip",
                *template_name = NULL, *refusals = NULL;
     cli_strings utility = {{0}, 0};
@@ -144,6 +145,7 @@ int cmd_attribute(int argc, char **argv) {
         {"--template", CLI_STRING, &template_name, "NAME", "chat template instead of TUNED's"},
         {"--top", CLI_INT, &top, "N", "heads in the printed table (default 10)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "print attribution.json on stdout instead of the table"},
         {0}};
     const cli_spec spec = {"attribute", "BASE TUNED [--harmful F] [--benign F] [--utility F ...] --out DIR [options]",
@@ -193,9 +195,9 @@ int cmd_attribute(int argc, char **argv) {
         if (cli_out_begin(&co, out, inputs, 6 + utility.n, force, 0)) goto done;
     }
     cast_set_threads(threads);
-    if (cast_model_load(&base, pos[0], &err)) goto fail;
+    if (cli_model_load(&base, pos[0], compute)) goto done;
     base_open = 1;
-    if (cli_model_open(&cm, pos[1], template_name)) goto done;
+    if (cli_model_open(&cm, pos[1], template_name, compute)) goto done;
     tuned_open = 1;
     if (cast_attr_check_pair(&cm.m, &base, &err)) goto fail;
 

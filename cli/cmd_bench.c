@@ -30,6 +30,7 @@ static double bench_flops(const cast_config *c, int B, int T, const char *mode) 
 }
 
 int cmd_bench(int argc, char **argv) {
+    const char *compute = "auto";
     cast_config c;
     memset(&c, 0, sizeof c);
     int hidden = 576, layers = 30, heads = 9, kv_heads = 3, inter = 1536, vocab = 49152, tie = 0, head_dim = 0;
@@ -49,6 +50,7 @@ int cmd_bench(int argc, char **argv) {
         {"--mode", CLI_STRING, &mode, "MODE", "fwd | fwdbwd | decode (default fwdbwd)"},
         {"--iters", CLI_INT, &iters, "N", "timed iterations after one warm-up (default 5)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "{\"tokens_per_s\", \"ms_per_iter\", \"gflops\"}"},
         {0}};
     const cli_spec spec = {"bench", "[MODEL] [--hidden N --layers N --heads N --kv-heads N --inter N --vocab N [--tie]] [options]",
@@ -63,7 +65,7 @@ int cmd_bench(int argc, char **argv) {
     cast_err err = {0};
     cast_model m;
     if (np) {
-        if (cast_model_load(&m, pos[0], &err)) return cli_fail(&err);
+        if (cli_model_load(&m, pos[0], compute)) return 1;
     } else {
         if (hidden <= 0 || layers <= 0 || heads <= 0 || kv_heads <= 0 || inter <= 0 || vocab <= 0 || heads % kv_heads)
             return cli_failf("bench: invalid shape");

@@ -16,6 +16,7 @@ typedef struct turn {
 } turn;
 
 int cmd_chat(int argc, char **argv) {
+    const char *compute = "auto";
     const char *system = NULL, *template_name = NULL;
     int max_new = 256, threads = 0;
     double temperature = 0.7, top_p = 0.9;
@@ -28,6 +29,7 @@ int cmd_chat(int argc, char **argv) {
         {"--top-p", CLI_DOUBLE, &top_p, "P", "nucleus sampling mass (default 0.9)"},
         {"--seed", CLI_INT64, &seed, "S", "sampling seed (default 0)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {0}};
     const cli_spec spec = {"chat", "MODEL [options]",
                            "An interactive conversation: type a message, the reply streams back. /reset starts over, /quit "
@@ -39,7 +41,7 @@ int cmd_chat(int argc, char **argv) {
     if (max_new <= 0 || temperature < 0 || top_p <= 0 || top_p > 1) return cli_failf("chat: need --max-new > 0, --temperature >= 0, 0 < --top-p <= 1");
     cast_set_threads(threads);
     cli_model cm;
-    if (cli_model_open(&cm, pos[0], template_name)) return 1;
+    if (cli_model_open(&cm, pos[0], template_name, compute)) return 1;
     if (!cm.tok || !cm.tpl) {
         cli_model_close(&cm);
         return cli_failf("%s: chat needs a tokenizer and a chat template (--template NAME)", pos[0]);

@@ -54,6 +54,7 @@ static char *shipped_base(void) {
 }
 
 int cmd_demo(int argc, char **argv) {
+    const char *compute = "auto";
     int study = 0;
     for (int i = 1; i < argc; i++) study |= !strcmp(argv[i], "--study");
     cast_demo_opts o;
@@ -84,6 +85,7 @@ int cmd_demo(int argc, char **argv) {
         {"--attr-first", CLI_INT, &o.attr_limit, "N", "the first N examples of each set for the oracle's attribution (default 48)"},
         {"--world-seed", CLI_INT64, &world_seed, "S", "the world the base model was trained on (default 1)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default: all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {0}};
     const cli_spec spec = {"demo", "[--out DIR] [--study] [options]",
                            "The model organism end to end: world, conflict map, alignment with every strategy on the same "
@@ -93,6 +95,7 @@ int cmd_demo(int argc, char **argv) {
     const char *pos[1];
     int np, rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc) return rc == 2 ? 0 : 1;
+    if (cast_compute_parse(compute, &o.compute)) return cli_failf("demo: --compute must be auto, f32 or bf16 (got \"%s\")", compute);
     if (budgets && parse_budgets(budgets, &o)) return cli_failf("demo: --budgets must be up to 8 shares in (0, 1), comma-separated");
     if (o.seeds < 1 || o.seeds > 64) return cli_failf("demo: --seeds must be between 1 and 64 (got %d)", o.seeds);
     if (o.random_sets < 0 || o.random_sets > 16) return cli_failf("demo: --random-sets must be between 0 and 16");

@@ -20,6 +20,7 @@ static void on_progress(void *ctx, int64_t done, int64_t total, const char *stag
 }
 
 int cmd_diagnose(int argc, char **argv) {
+    const char *compute = "auto";
     const char *safety = NULL, *utility = NULL, *out = NULL, *oc = "neg", *fs = "gate", *combine = "product", *template_name = NULL;
     int batch = 4, threads = 0, kv_in_score = 1, json = 0, top = 10, force = 0;
     const char *on_long = "skip";
@@ -53,6 +54,7 @@ int cmd_diagnose(int argc, char **argv) {
         {"--template", CLI_STRING, &template_name, "NAME", "chat template (default: the model's)"},
         {"--top", CLI_INT, &top, "N", "heads in the printed table (default 10)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "print conflict_map.json on stdout instead of the table"},
         {0}};
     const cli_spec spec = {"diagnose", "MODEL --safety FILE --utility FILE [--out DIR] [options]",
@@ -92,7 +94,7 @@ int cmd_diagnose(int argc, char **argv) {
     cli_out co = {0};
     if (out && cli_out_begin(&co, out, inputs, 3, force, 0)) return 1;
     cli_model cm;
-    if (cli_model_open(&cm, pos[0], template_name)) {
+    if (cli_model_open(&cm, pos[0], template_name, compute)) {
         cli_out_abort(&co);
         return 1;
     }

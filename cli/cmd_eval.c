@@ -48,6 +48,7 @@ static void print_set(const cast_eval_set *s, int index, const cast_json *base) 
 }
 
 int cmd_eval(int argc, char **argv) {
+    const char *compute = "auto";
     const char *harmful = NULL, *benign = NULL, *refusals = NULL, *compare = NULL, *out = NULL, *template_name = NULL;
     cli_strings utility = {{0}, 0};
     cast_eval_opts o;
@@ -74,6 +75,7 @@ int cmd_eval(int argc, char **argv) {
         {"--save-generations", CLI_FLAG, &save, NULL, "put every prompt, reply and verdict in the JSON"},
         {"--json", CLI_FLAG, &json, NULL, "print the results JSON only"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {0}};
     const cli_spec spec = {"eval", "MODEL [--harmful FILE] [--benign FILE] [--utility FILE ...] [options]",
                            "Refusal rate and attack success rate on harmful prompts (greedy replies judged by refusal "
@@ -114,7 +116,7 @@ int cmd_eval(int argc, char **argv) {
     }
 
     cast_set_threads(threads);
-    if (cli_model_open(&cm, pos[0], template_name)) goto done;
+    if (cli_model_open(&cm, pos[0], template_name, compute)) goto done;
     model_open = 1;
 
     /* every set is loaded and encoded before any model work */

@@ -33,6 +33,7 @@ int cli_stream_token(void *ctx, int prompt, int token) {
 }
 
 int cmd_generate(int argc, char **argv) {
+    const char *compute = "auto";
     const char *prompt = NULL, *ids_arg = NULL, *template_name = NULL;
     int max_new = 64, json = 0, threads = 0, chat = 0;
     double temperature = 0, top_p = 1;
@@ -47,6 +48,7 @@ int cmd_generate(int argc, char **argv) {
         {"--top-p", CLI_DOUBLE, &top_p, "P", "nucleus sampling mass (default 1 = off)"},
         {"--seed", CLI_INT64, &seed, "S", "sampling seed (default 0)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "print {\"stopped\": stop_token|max_new|max_position_embeddings, \"ids\": [...], \"text\": ...} only"},
         {0}};
     const cli_spec spec = {"generate", "MODEL (--prompt TEXT | --ids 1,2,3) [options]",
@@ -62,7 +64,7 @@ int cmd_generate(int argc, char **argv) {
     if (chat && !prompt) return cli_failf("generate: --chat needs --prompt TEXT");
     cast_err err = {0};
     cast_model m;
-    if (cast_model_load(&m, pos[0], &err)) return cli_fail(&err);
+    if (cli_model_load(&m, pos[0], compute)) return 1;
     cast_tokenizer *tok = NULL;
     cast_chat_template *tpl = NULL;
     if (cast_tokenizer_load(&tok, pos[0], &err)) {

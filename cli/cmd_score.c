@@ -11,6 +11,7 @@
 #include "model/forward.h"
 
 int cmd_score(int argc, char **argv) {
+    const char *compute = "auto";
     const char *data = NULL, *template_name = NULL, *on_long = "skip";
     int json = 0, batch = 8, threads = 0;
     cli_data_opts d = {0, 0, CAST_ON_LONG_SKIP, -1};
@@ -22,6 +23,7 @@ int cmd_score(int argc, char **argv) {
         {"--on-long", CLI_STRING, &on_long, "POLICY", CLI_ON_LONG_HELP},
         {"--first", CLI_INT, &d.first, "N", "the first N examples of the dataset (default 0 = all)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "print {\"loss\", \"perplexity\", \"tokens\", \"examples\", \"skipped\"} only"},
         {0}};
     const cli_spec spec = {"score", "MODEL --data FILE [options]",
@@ -34,7 +36,7 @@ int cmd_score(int argc, char **argv) {
     if (cli_on_long("score", on_long, &d.on_long)) return 1;
     cast_set_threads(threads);
     cli_model cm;
-    if (cli_model_open(&cm, pos[0], template_name)) return 1;
+    if (cli_model_open(&cm, pos[0], template_name, compute)) return 1;
     cast_seqs seqs;
     int skipped = 0;
     if (cli_encode_file(&cm, data, &d, &seqs, NULL, &skipped)) {

@@ -80,6 +80,7 @@ static void json_str(cast_buf *b, const char *key, const char *v) {
 }
 
 int cmd_tune(int argc, char **argv) {
+    const char *compute = "auto";
     const char *safety = NULL, *utility = NULL, *out = NULL, *map_path = NULL, *strategy = "cast", *scope = "attn", *kvf = "all",
                *schedule = "constant", *template_name = NULL, *dtype_name = NULL;
     double skip = 0.05, lr = 2e-5, beta1 = 0.9, beta2 = 0.999, wd = 0.0, eps = 1e-8, clip = 1.0, anchor = -1;
@@ -131,6 +132,7 @@ int cmd_tune(int argc, char **argv) {
         {"--dtype", CLI_STRING, &dtype_name, "f32|bf16|f16", "dtype of the saved weights (default: the input's)"},
         {"--template", CLI_STRING, &template_name, "NAME", "chat template (default: the model's)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
+        CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "print cast_run.json on stdout at the end"},
         {0}};
     const cli_spec spec = {"tune", "MODEL --safety FILE --out DIR [options]",
@@ -168,7 +170,7 @@ int cmd_tune(int argc, char **argv) {
     cli_out co;
     if (cli_out_begin(&co, out, inputs, 4, force, resume)) return 1;
     cli_model cm;
-    if (cli_model_open(&cm, pos[0], template_name)) {
+    if (cli_model_open(&cm, pos[0], template_name, compute)) {
         cli_out_abort(&co);
         return 1;
     }

@@ -11,11 +11,18 @@
 #include "dist/dist.h"
 #include "cli.h"
 
-static int model_open(cli_model *cm, const char *path, const char *template_name, int weights) {
+int cli_model_load(cast_model *m, const char *path, const char *compute) {
+    cast_compute c = CAST_COMPUTE_AUTO;
+    if (compute && cast_compute_parse(compute, &c)) return cli_failf("--compute must be auto, f32 or bf16 (got \"%s\")", compute);
+    cast_err err = {0};
+    return cast_model_load_as(m, path, c, &err) ? cli_fail(&err) : 0;
+}
+
+static int model_open(cli_model *cm, const char *path, const char *template_name, const char *compute, int weights) {
     memset(cm, 0, sizeof *cm);
     cm->path = path;
     cast_err err = {0};
-    if ((weights ? cast_model_load : cast_model_load_header)(&cm->m, path, &err)) return cli_fail(&err);
+    if (weights ? cli_model_load(&cm->m, path, compute) : (cast_model_load_header(&cm->m, path, &err) ? cli_fail(&err) : 0)) return 1;
     if (cast_chat_open_folder(path, template_name, &cm->tok, &cm->tpl, &err)) {
         cli_fail(&err);
         cli_model_close(cm);
@@ -24,12 +31,12 @@ static int model_open(cli_model *cm, const char *path, const char *template_name
     return 0;
 }
 
-int cli_model_open(cli_model *cm, const char *path, const char *template_name) {
-    return model_open(cm, path, template_name, 1);
+int cli_model_open(cli_model *cm, const char *path, const char *template_name, const char *compute) {
+    return model_open(cm, path, template_name, compute, 1);
 }
 
 int cli_model_open_header(cli_model *cm, const char *path) {
-    return model_open(cm, path, NULL, 0);
+    return model_open(cm, path, NULL, NULL, 0);
 }
 
 void cli_model_close(cli_model *cm) {

@@ -63,6 +63,8 @@ typedef struct cast_llm cast_llm;
 typedef struct cast_llm_params {
     const char *chat_template; /* NULL: the model's own; else a built-in name (chatml, llama2, ...) or a Jinja file */
     int threads;               /* 0: all cores */
+    const char *compute;       /* "auto" (or NULL), "f32" or "bf16": how the products run (bf16 needs a CPU with
+                                  AVX512-BF16 or AMX; auto takes it for a bf16 checkpoint on such a CPU) */
 } cast_llm_params;
 
 typedef struct cast_llm_info {

@@ -170,8 +170,9 @@ int cast_model_set_compute(cast_model *m, cast_compute c, cast_err *err) {
         const char *emulate = getenv("CAST_BF16_EMULATE");
         if (!emulate || strcmp(emulate, "1"))
             return cast_fail_as(err, CAST_E_ARGUMENT,
-                                "bf16 compute needs bf16 dot-product instructions (AVX512-BF16 or AMX-BF16) and oneDNN; "
+                                "%s%sbf16 compute needs bf16 dot-product instructions (AVX512-BF16 or AMX-BF16) and oneDNN; "
                                 "%s (use f32 compute)",
+                                m->path ? m->path : "", m->path ? ": " : "",
                                 cast_cpu_has_bf16() ? "this build has no oneDNN" : "this CPU has neither");
     }
     m->bf16 = c == CAST_COMPUTE_BF16;

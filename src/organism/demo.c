@@ -804,7 +804,7 @@ int cast_demo_run(const cast_demo_opts *o, cast_err *err) {
     if (writer && cast_world_write(&w, data, err)) goto done;
     cast_dist_barrier();
     stage(&d, "base model");
-    if (cast_model_load(&d.m, o->base, err) || cast_tokenizer_load(&d.tok, o->base, err) ||
+    if (cast_model_load_as(&d.m, o->base, o->compute, err) || cast_tokenizer_load(&d.tok, o->base, err) ||
         cast_chat_template_open(&d.tpl, d.tok, NULL, o->base, err))
         goto done;
     d.pristine = cast_xmalloc(sizeof(float) * (size_t)cast_model_param_count(&d.m));

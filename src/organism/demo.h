@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "model/model.h"
 
 typedef struct cast_demo_opts {
     const char *base;   /* base model folder (the shipped organism) */
@@ -32,6 +33,7 @@ typedef struct cast_demo_opts {
     int eval_limit;       /* examples per evaluation set (0 = all) */
     int attr_limit;       /* examples per set for the oracle's attribution (0 = all) */
     const char *label;    /* "demo" or "study": names the run in the report */
+    cast_compute compute; /* how the products run (model/model.h) */
     /* progress: stage name and runs done / total */
     void (*progress)(void *ctx, const char *stage, int done, int total);
     void *ctx;

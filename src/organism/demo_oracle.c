@@ -16,7 +16,7 @@ int demo_oracle_run(demo_oracle *o, cast_model *tuned, const char *base_dir, con
                     cast_err *err) {
     memset(o, 0, sizeof *o);
     cast_model base;
-    if (cast_model_load(&base, base_dir, err)) return -1;
+    if (cast_model_load_as(&base, base_dir, tuned->bf16 ? CAST_COMPUTE_BF16 : CAST_COMPUTE_F32, err)) return -1;
     cast_judge judge;
     cast_judge_init(&judge);
     cast_eval_opts eo;

@@ -71,7 +71,7 @@ static void logits_now(const cast_model *m, cast_acts *a, const cast_seqs *s, fl
 /* Multiplies rows [row0, row0 + n) of a tensor (rows of `width` values) by f; returns the old values. */
 static float *scale_rows(cast_model *m, int tensor, int64_t row0, int64_t n, int64_t width, float f) {
     if (tensor < 0) return NULL;
-    float *p = m->tensors[tensor].data + row0 * width, *old = cast_alloc_floats((size_t)(n * width));
+    float *p = cast_model_master(m, tensor) + row0 * width, *old = cast_alloc_floats((size_t)(n * width));
     memcpy(old, p, sizeof(float) * (size_t)(n * width));
     for (int64_t i = 0; i < n * width; i++) p[i] *= f;
     return old;
@@ -106,7 +106,7 @@ static void check_head_slices(cast_model *m, cast_acts *a, const cast_seqs *s, c
     logits_now(m, a, s, x);
     xi[h] = 1.0f;
     float *col = cast_alloc_floats((size_t)c->hidden * hs.d);
-    float *wo = m->tensors[hs.wo].data;
+    float *wo = cast_model_master(m, hs.wo);
     for (int r = 0; r < c->hidden; r++)
         for (int k = 0; k < hs.d; k++) {
             col[r * hs.d + k] = wo[(int64_t)r * hs.o_stride + hs.o_col0 + k];
@@ -261,6 +261,7 @@ int main(int argc, char **argv) {
                         x0->q_norm, x0->k_norm, x0->post_attn_norm, x0->post_mlp_norm};
         for (size_t p = 0; p < sizeof probes / sizeof probes[0]; p++) {
             if (probes[p] < 0) continue;
+            cast_model_master(&m, probes[p]); /* 16-bit weights: f32 values to nudge */
             cast_tensor *t = &m.tensors[probes[p]];
             int64_t best = 0;
             for (int64_t k = 0; k < t->numel; k++)
@@ -353,8 +354,14 @@ int main(int argc, char **argv) {
         cast_model m2;
         CHECK_MSG(cast_model_load(&m2, out, &err) == 0, "reload: %s", err.msg);
         int same = m2.n_tensors == m.n_tensors;
-        for (int i = 0; same && i < m.n_tensors; i++)
-            same = !memcmp(m.tensors[i].data, m2.tensors[i].data, sizeof(float) * (size_t)m.tensors[i].numel);
+        for (int i = 0; same && i < m.n_tensors; i++) {
+            float *u = cast_alloc_floats((size_t)m.tensors[i].numel), *v = cast_alloc_floats((size_t)m.tensors[i].numel);
+            cast_model_read(&m, i, 0, m.tensors[i].numel, u);
+            cast_model_read(&m2, i, 0, m.tensors[i].numel, v);
+            same = !memcmp(u, v, sizeof(float) * (size_t)m.tensors[i].numel);
+            free(u);
+            free(v);
+        }
         CHECK_MSG(same, "save/load changed the weights");
         cast_model_free(&m2);
     }
