@@ -113,6 +113,16 @@ int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cas
                     int *skipped);
 
 
+/* Memory plans (cast/memory.h) against the budget before the work: 0, or 1
+ * after printing why the run would not fit and the flags that would help.
+ * diagnose notes a plan of several gradient passes. */
+#include "cast/diagnose.h"
+int cli_memory_check_diagnose(const cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const cast_diag_opts *o);
+int cli_memory_check_tune(const cast_model *m, const cast_seqs *train, int micro_batch, int kv_trained, int64_t budget);
+/* One line: "what  total = parts: fits|DOES NOT FIT budget". */
+#include "cast/memory.h"
+void cli_memory_plan_print(const char *what, const cast_mem_plan *p);
+
 /* "note: ..." on stderr: information, not an error (errors are "cast: ..."). */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -28,7 +28,8 @@ int cmd_diagnose(int argc, char **argv) {
     const char *unit = "head";
     /* unset until given: a probe flag without --oc trajectory is refused */
     int probe_steps = INT_MIN, probe_batch = INT_MIN, null_perms = 1000;
-    double probe_lr = NAN;
+    double probe_lr = NAN, memory_gb = 0;
+    int grad_passes = 0;
     const cli_opt opts[] = {
         {"--safety", CLI_STRING, &safety, "FILE", "safety set: harmful prompts with refusals (prompt/response or messages)"},
         {"--utility", CLI_STRING, &utility, "FILE", "utility set: prompts with good responses"},
@@ -55,6 +56,10 @@ int cmd_diagnose(int argc, char **argv) {
         {"--top", CLI_INT, &top, "N", "heads in the printed table (default 10)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         CLI_COMPUTE_OPT(compute),
+        {"--grad-passes", CLI_INT, &grad_passes, "N",
+         "take the gradients for N groups of layers in turn (less memory, more time; the same map); default 0 = the fewest "
+         "that fit --memory"},
+        {"--memory", CLI_DOUBLE, &memory_gb, "GB", "memory the run may take, GiB (default: physical memory less 1 GiB)"},
         {"--json", CLI_FLAG, &json, NULL, "print conflict_map.json on stdout instead of the table"},
         {0}};
     const cli_spec spec = {"diagnose", "MODEL --safety FILE --utility FILE [--out DIR] [options]",
@@ -87,8 +92,11 @@ int cmd_diagnose(int argc, char **argv) {
     if (kv_in_score != 0 && kv_in_score != 1) return cli_failf("diagnose: --kv-in-score must be 0 or 1");
     if (d.first < 0 || d.max_len < 0 || batch <= 0) return cli_failf("diagnose: invalid --first, --max-len or --batch");
     if (cli_on_long("diagnose", on_long, &d.on_long)) return 1;
+    if (grad_passes < 0 || !(memory_gb >= 0)) return cli_failf("diagnose: --grad-passes and --memory must be >= 0");
     o.kv_in_score = kv_in_score;
     o.micro_batch = batch;
+    o.grad_passes = grad_passes;
+    o.memory_budget = (int64_t)(memory_gb * 1073741824.0);
     cast_set_threads(threads);
     const char *inputs[] = {pos[0], safety, utility};
     cli_out co = {0};
@@ -103,6 +111,7 @@ int cmd_diagnose(int argc, char **argv) {
     int s_skipped = 0, u_skipped = 0;
     if (cli_encode_file(&cm, safety, &d, &s_set, NULL, &s_skipped) || cli_encode_file(&cm, utility, &d, &u_set, NULL, &u_skipped))
         goto done;
+    if (cli_memory_check_diagnose(&cm.m, &s_set, &u_set, &o)) goto done;
     cli_progress bar;
     cli_progress_start(&bar, "diagnose", s_set.n + u_set.n);
     o.progress = on_progress;
@@ -125,11 +134,20 @@ int cmd_diagnose(int argc, char **argv) {
     if (json) {
         cast_buf b = {0};
         cast_conflict_map_json(&map, &b);
+        /* the run's figures beside the map (stdout only: the written map holds results, not timings) */
+        char *end = strrchr(b.data, '}');
+        if (end) {
+            b.len = (size_t)(end - b.data);
+            cast_buf_printf(&b, ",\n  \"run\": {\"seconds\": %.3f, \"peak_rss_mb\": %.0f, \"grad_passes\": %d, \"compute\": \"%s\"}\n}\n",
+                            cast_now_s() - t0, cast_peak_rss_mb(), cast_diag_grad_passes(&cm.m, &s_set, &u_set, &o),
+                            cm.m.bf16 ? "bf16" : "f32");
+        }
         fputs(b.data, stdout);
         cast_buf_free(&b);
     } else {
         int n = map.layers * map.heads;
-        printf("conflict map of %s: %d layers x %d heads, %.1f s\n", cm.path, map.layers, map.heads, cast_now_s() - t0);
+        printf("conflict map of %s: %d layers x %d heads, %.1f s, peak memory %.0f MiB, %s compute\n", cm.path, map.layers,
+               map.heads, cast_now_s() - t0, cast_peak_rss_mb(), cm.m.bf16 ? "bf16" : "f32");
         printf("safety  %s: %d examples (%d longer than --max-len skipped), %lld tokens, loss %.4f\n", safety,
                map.safety.examples, s_skipped, (long long)map.safety.tokens, map.safety.loss);
         printf("utility %s: %d examples (%d longer than --max-len skipped), %lld tokens, loss %.4f\n\n", utility,

@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "base/file.h"
 #include "base/json.h"
 #include "base/rng.h"
+#include "cast/memory.h"
 #include "cast/select.h"
 #include "dist/dist.h"
 #include "model/forward.h"
@@ -71,6 +73,28 @@ void cast_diag_opts_default(cast_diag_opts *o) {
     o->probe_batch = 16;
     o->probe_lr = 2e-5;
     o->null_permutations = 1000;
+}
+
+static int longest(const cast_seqs *s) {
+    int64_t mx = 0;
+    for (int b = 0; b < s->n; b++) mx = s->off[b + 1] - s->off[b] > mx ? s->off[b + 1] - s->off[b] : mx;
+    return (int)mx;
+}
+
+int cast_diag_grad_passes(const cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const cast_diag_opts *o) {
+    int L = m->cfg.layers;
+    if (o->grad_passes > 0) return o->grad_passes < L ? o->grad_passes : L;
+    cast_mem_opts mo;
+    cast_mem_opts_default(&mo);
+    mo.storage = m->storage;
+    mo.micro_batch = o->micro_batch > 0 ? o->micro_batch : 4;
+    int ls = longest(safety), lu = longest(utility);
+    mo.seq_len = ls > lu ? ls : lu;
+    mo.threads = omp_get_max_threads();
+    mo.budget = o->memory_budget;
+    cast_mem_plan plan;
+    cast_mem_diagnose(&m->cfg, &mo, &plan);
+    return plan.grad_passes;
 }
 
 int cast_map_unit_heads(const cast_conflict_map *map) {
@@ -325,30 +349,61 @@ int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *u
     int per_unit = cast_map_unit_heads(map), n_units = n / per_unit;
     int gate_grads = o->fs == CAST_FS_GATE || o->fs == CAST_FS_GATE_ABS;
 
-    /* gradient buffers for the attention tensors only */
-    int *keep = cast_xcalloc((size_t)m->n_tensors, sizeof(int));
-    for (int l = 0; l < L; l++) {
-        const cast_layer_index *x = &m->layer[l];
-        int idx[] = {x->wq, x->bq, x->wk, x->bk, x->wv, x->bv, x->wo};
-        for (size_t k = 0; k < sizeof idx / sizeof idx[0]; k++)
-            if (idx[k] >= 0) keep[idx[k]] = 1;
-    }
-    cast_grads gs, gu;
-    cast_grads_init(&gs, m, keep, 0);
-    cast_grads_init(&gu, m, keep, gate_grads);
-    free(keep);
     cast_acts *a = cast_acts_new();
     double *unit_fs = cast_xcalloc((size_t)n_units, sizeof(double)), *rise = cast_xcalloc((size_t)n_units, sizeof(double));
+    double *dot = cast_xcalloc((size_t)n_units, sizeof(double)), *nss = cast_xcalloc((size_t)n_units, sizeof(double)),
+           *nuu = cast_xcalloc((size_t)n_units, sizeof(double));
+    float *gates = gate_grads ? cast_xcalloc((size_t)n, sizeof(float)) : NULL;
+    int passes = cast_diag_grad_passes(m, safety, utility, o);
     int64_t extra = 0;
     if (o->fs == CAST_FS_ABLATION) extra += (int64_t)n_units * utility->n;
     if (o->oc == CAST_OC_TRAJECTORY)
         extra += (int64_t)o->probe_steps * o->probe_batch + (int64_t)(n_units + 1) * utility->n;
-    progress pg = {o, 0, (int64_t)safety->n + utility->n + extra};
+    progress pg = {o, 0, (int64_t)passes * (safety->n + utility->n) + extra};
     int rc = -1;
-    if (set_gradient(m, a, safety, safety_path, &gs, &map->safety, &pg, "safety", micro, per_unit, NULL, err)) goto done;
-    if (set_gradient(m, a, utility, utility_path, &gu, &map->utility, &pg, "utility", micro, per_unit,
-                     o->fs == CAST_FS_GATE_ABS ? unit_fs : NULL, err))
-        goto done;
+
+    /* The gradients of both sets for the attention tensors of a group of
+     * layers at a time, top group first: a group's backward stops at its
+     * lowest layer, and a layer's gradient is the same whichever group it is
+     * in, so the map does not depend on the number of passes. The per-head
+     * gate gradients come with the last group (layer 0: a full backward). */
+    for (int p = 0; p < passes; p++) {
+        int hi = L - p * L / passes, lo = L - (p + 1) * L / passes, last = p == passes - 1;
+        int *keep = cast_xcalloc((size_t)m->n_tensors, sizeof(int));
+        for (int l = lo; l < hi; l++) {
+            const cast_layer_index *x = &m->layer[l];
+            int idx[] = {x->wq, x->bq, x->wk, x->bk, x->wv, x->bv, x->wo};
+            for (size_t k = 0; k < sizeof idx / sizeof idx[0]; k++)
+                if (idx[k] >= 0) keep[idx[k]] = 1;
+        }
+        cast_grads gs, gu;
+        cast_grads_init(&gs, m, keep, 0);
+        cast_grads_init(&gu, m, keep, gate_grads && last);
+        free(keep);
+        cast_set_stat st_s = {0}, st_u = {0};
+        int bad = set_gradient(m, a, safety, safety_path, &gs, &st_s, &pg, "safety", micro, per_unit, NULL, err) ||
+                  set_gradient(m, a, utility, utility_path, &gu, &st_u, &pg, "utility", micro, per_unit,
+                               o->fs == CAST_FS_GATE_ABS && last ? unit_fs : NULL, err);
+        if (!bad && p == 0) map->safety = st_s, map->utility = st_u;
+        else free(st_s.path), free(st_u.path);
+        if (!bad) {
+            float **w = o->fs == CAST_FS_SNIP ? cast_xcalloc((size_t)m->n_tensors, sizeof(float *)) : NULL;
+            for (int i = 0; w && i < m->n_tensors; i++)
+                if (gu.g[i]) w[i] = cast_model_master(m, i);
+            for (int u = lo * H / per_unit; u < hi * H / per_unit; u++) {
+                int l = u * per_unit / H, h0 = u * per_unit % H;
+                dot[u] = unit_reduce(m, gs.g, gu.g, l, h0, per_unit, o->kv_in_score, RED_DOT);
+                nss[u] = unit_reduce(m, gs.g, gs.g, l, h0, per_unit, o->kv_in_score, RED_DOT);
+                nuu[u] = unit_reduce(m, gu.g, gu.g, l, h0, per_unit, o->kv_in_score, RED_DOT);
+                if (w) unit_fs[u] = unit_reduce(m, w, gu.g, l, h0, per_unit, o->kv_in_score, RED_ABS_PRODUCT);
+            }
+            free(w);
+            if (gates && last) memcpy(gates, gu.gates, sizeof(float) * (size_t)n);
+        }
+        cast_grads_free(&gs);
+        cast_grads_free(&gu);
+        if (bad) goto done;
+    }
     if (o->oc == CAST_OC_TRAJECTORY && trajectory_rises(m, a, safety, utility, safety_path, utility_path, o, micro, per_unit, rise, &pg, err))
         goto done;
 
@@ -357,15 +412,9 @@ int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *u
         /* a group's gate scales all its heads: dL/dξ_g = Σ_h dL/dξ_h */
         for (int u = 0; u < n_units; u++) {
             double g = 0;
-            for (int i = u * per_unit; i < (u + 1) * per_unit; i++) g += gu.gates[i];
+            for (int i = u * per_unit; i < (u + 1) * per_unit; i++) g += gates[i];
             unit_fs[u] = fabs(g);
         }
-    } else if (o->fs == CAST_FS_SNIP) {
-        float **w = cast_xmalloc(sizeof(float *) * (size_t)m->n_tensors);
-        for (int i = 0; i < m->n_tensors; i++) w[i] = gu.g[i] ? cast_model_master(m, i) : m->tensors[i].data;
-        for (int u = 0; u < n_units; u++)
-            unit_fs[u] = unit_reduce(m, w, gu.g, u * per_unit / H, u * per_unit % H, per_unit, o->kv_in_score, RED_ABS_PRODUCT);
-        free(w);
     } else if (o->fs == CAST_FS_ABLATION) {
         for (int u = 0; u < n_units; u++) {
             /* the gates are the model's own switch for a head's output */
@@ -390,9 +439,9 @@ int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *u
     for (int u = 0; u < n_units; u++) {
         int l = u * per_unit / H, h0 = u * per_unit % H;
         cast_head_stat s = {0};
-        s.dot = unit_reduce(m, gs.g, gu.g, l, h0, per_unit, o->kv_in_score, RED_DOT);
-        s.norm_safety = sqrt(unit_reduce(m, gs.g, gs.g, l, h0, per_unit, o->kv_in_score, RED_DOT));
-        s.norm_utility = sqrt(unit_reduce(m, gu.g, gu.g, l, h0, per_unit, o->kv_in_score, RED_DOT));
+        s.dot = dot[u];
+        s.norm_safety = sqrt(nss[u]);
+        s.norm_utility = sqrt(nuu[u]);
         s.cos_defined = s.norm_safety > 0 && s.norm_utility > 0;
         s.cos = s.cos_defined ? s.dot / (s.norm_safety * s.norm_utility + 1e-12) : 0.0;
         switch (o->oc) {
@@ -404,7 +453,7 @@ int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *u
             s.oc = rise[u] > 0 ? rise[u] : 0.0;
             break;
         }
-        s.fs = o->fs == CAST_FS_GATE && per_unit == 1 ? fabs(gu.gates[u]) : unit_fs[u];
+        s.fs = o->fs == CAST_FS_GATE && per_unit == 1 ? fabs(gates[u]) : unit_fs[u];
         s.layer = l;
         for (int h = h0; h < h0 + per_unit; h++) {
             s.head = h;
@@ -423,9 +472,8 @@ int cast_diagnose_map(cast_model *m, const cast_seqs *safety, const cast_seqs *u
 done:
     free(unit_fs);
     free(rise);
+    free(dot), free(nss), free(nuu), free(gates);
     cast_acts_free(a);
-    cast_grads_free(&gs);
-    cast_grads_free(&gu);
     if (rc) cast_conflict_map_free(map);
     return rc;
 }

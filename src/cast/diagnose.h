@@ -82,12 +82,21 @@ typedef struct cast_diag_opts {
     double probe_lr;
     int null_permutations; /* R of the concentration null (0 = none) */
     uint64_t seed;         /* the null's permutations, the probe's data order */
+    /* memory: the attention gradients of both sets are taken for a group of
+     * layers at a time, in grad_passes groups (0: the fewest whose plan fits
+     * memory_budget bytes, cast/memory.h; 0 budget: physical memory less 1 GiB).
+     * The map is the same for any number of passes; each pass costs a forward
+     * and a partial backward of both sets. */
+    int grad_passes;
+    int64_t memory_budget;
     /* progress: called with work done and total (units: sequences processed) */
     void (*progress)(void *ctx, int64_t done, int64_t total, const char *stage);
     void *ctx;
 } cast_diag_opts;
 
 void cast_diag_opts_default(cast_diag_opts *o);
+/* The number of gradient passes a diagnosis of these sets will make. */
+int cast_diag_grad_passes(const cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const cast_diag_opts *o);
 
 /* Runs the diagnosis. safety_path / utility_path only label the output.
  * m's weights change during --oc trajectory and are restored bit for bit. */

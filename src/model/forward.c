@@ -88,12 +88,36 @@ struct cast_acts {
     float *capped; /* [LOGIT_CHUNK, V] soft-capped logits, for their backward */
     int *pos, *rows, *targets, *row_seq;
     double *row_loss;
+    /* recomputation: every layer's input [L, N, D], and a sink for the output of a recomputed layer */
+    float *x_keep, *x_sink;
+    int recompute_mode; /* -1 auto, 0 off, 1 on (cast_acts_set_recompute) */
     cast_rope rope;
     int rope_ready;
     int rope_dim, rope_rot;
 };
 
-cast_acts *cast_acts_new(void) { return cast_xcalloc(1, sizeof(cast_acts)); }
+cast_acts *cast_acts_new(void) {
+    cast_acts *a = cast_xcalloc(1, sizeof(cast_acts));
+    a->recompute_mode = -1;
+    return a;
+}
+
+void cast_acts_set_recompute(cast_acts *a, int mode) { a->recompute_mode = mode < 0 ? -1 : mode != 0; }
+
+/* Bytes of the per-layer activations a backward pass keeps for all layers. */
+static int64_t stored_bytes(const cast_config *c, int64_t N) {
+    int64_t Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
+    int64_t per = 4 * c->hidden + 2 * Hd + 2 * Kd + c->heads + 2 * (int64_t)c->inter + 2;
+    if (c->qk_norm) per += Hd + Kd + c->heads + c->kv_heads;
+    if (c->gemma) per += 2 * c->hidden + 2;
+    return per * N * c->layers * (int64_t)sizeof(float);
+}
+
+int cast_recompute_auto(const cast_config *c, int64_t tokens) { return stored_bytes(c, tokens) > CAST_RECOMPUTE_ABOVE; }
+
+int cast_acts_recomputes(const cast_acts *a, const cast_model *m, int64_t tokens) {
+    return a->recompute_mode >= 0 ? a->recompute_mode : cast_recompute_auto(&m->cfg, tokens);
+}
 
 void cast_acts_free(cast_acts *a) {
     if (!a) return;
@@ -104,20 +128,15 @@ void cast_acts_free(cast_acts *a) {
 
 #define LOGIT_CHUNK 256
 
-/* Lays out every buffer in one block; grows when a larger batch comes. */
-static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int stored, int backward, size_t attn_per_thread) {
-    const cast_config *c = &m->cfg;
+/* Places every buffer in a->block (measuring only, when it is NULL) and
+ * returns the bytes they take. */
+static size_t acts_layout(cast_acts *a, const cast_config *c, int64_t N, int stored, int keep, int backward, size_t attn_per_thread,
+                          int threads) {
     int64_t D = c->hidden, F = c->inter, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
-    int threads = omp_get_max_threads();
     int64_t chunk = N < LOGIT_CHUNK ? N : LOGIT_CHUNK;
     int64_t sq = c->qk_norm ? stored : 0, sg = c->gemma ? stored : 0; /* layers of the optional buffers */
-    a->N = N;
-    a->stored = stored;
-    a->attn_per_thread = attn_per_thread;
-    /* two rounds: the first measures the layout, the second places the buffers */
-    for (int round = 0; round < 2; round++) {
-    size_t off = 0;
     uintptr_t base = (uintptr_t)a->block;
+    size_t off = 0;
 #define TAKE(field, count)                                                   \
     do {                                                                     \
         a->field = (void *)(base + off);                                     \
@@ -171,17 +190,38 @@ static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int store
     } else {
         a->dres = a->dxn = a->dxf = a->dq = a->dk = a->dv = a->dkh = a->dvh = a->dz = a->dg = a->du = a->dtmp = NULL;
     }
+    TAKE(x_keep, keep ? N * D * c->layers : 0);
+    TAKE(x_sink, keep ? N * D : 0);
     TAKE(pos, N);
     TAKE(rows, N);
     TAKE(targets, N);
     TAKE(row_seq, N);
 #undef TAKE
-    if (round == 0 && off > a->bytes) {
+    return off;
+}
+
+int64_t cast_acts_bytes(const cast_config *c, int64_t tokens, int longest, int backward, int recompute, int threads) {
+    cast_acts probe;
+    memset(&probe, 0, sizeof probe);
+    size_t per = (size_t)longest * (size_t)longest * (c->attn_softcap > 0 ? 3 : 2);
+    return (int64_t)acts_layout(&probe, c, tokens, backward && !recompute ? c->layers : 1, backward && recompute, backward, per,
+                                threads);
+}
+
+/* Lays out every buffer in one block; grows when a larger batch comes. */
+static void acts_reserve(cast_acts *a, const cast_model *m, int64_t N, int stored, int keep, int backward, size_t attn_per_thread) {
+    const cast_config *c = &m->cfg;
+    int threads = omp_get_max_threads();
+    a->N = N;
+    a->stored = stored;
+    a->attn_per_thread = attn_per_thread;
+    size_t off = acts_layout(a, c, N, stored, keep, backward, attn_per_thread, threads);
+    if (off > a->bytes) {
         free(a->block);
         a->block = NULL;
         if (posix_memalign(&a->block, 64, off)) abort();
         a->bytes = off;
-    }
+        acts_layout(a, c, N, stored, keep, backward, attn_per_thread, threads);
     }
     int rot = c->rope_dim ? c->rope_dim : c->head_dim;
     if (!a->rope_ready || a->rope_dim != c->head_dim || a->rope_rot != rot) {
@@ -204,6 +244,8 @@ typedef struct pass {
     const int *slot_of; /* sequence -> cache slot */
     int64_t N, base;    /* tokens, s->off[0] */
     int store;          /* keep every layer's activations for backward */
+    int keep;           /* recompute instead: keep every layer's input only (a->x_keep) */
+    int replay;         /* recomputing one layer for its backward: output to a->x_sink */
 } pass;
 
 static inline float *L_(float *buf, int64_t per_layer, int slot) { return buf + per_layer * slot; }
@@ -310,15 +352,75 @@ static const float *gated(const pass *P, int l, const float *z) {
     return zg;
 }
 
-static void forward_layers(pass *P) {
+/* Layer l: X (its input, slot sl) -> its output, the next layer's input
+ * (or a->x_last after the last layer; a->x_sink when P->replay). */
+static void forward_layer(pass *P, int l) {
     const cast_model *m = P->m;
     const cast_config *c = &m->cfg;
     cast_acts *a = P->a;
     int64_t N = P->N, D = c->hidden, F = c->inter, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
     const cast_tensor *T = m->tensors;
+    float eps = (float)c->rms_eps, wadd = norm_add(c);
 #define W(i) ((i) >= 0 ? T[i].data : NULL)
 #define WM(i) cast_model_w(m, i)
 #define WR(i, row0, width) cast_wmat_rows(cast_model_w(m, i), row0, width)
+    int sl = P->store ? l : 0;
+    const cast_layer_index *x = &m->layer[l];
+    float *X = L_(a->x_in, N * D, sl), *Xn1 = L_(a->xn1, N * D, sl), *Xm = L_(a->x_mid, N * D, sl),
+          *Xn2 = L_(a->xn2, N * D, sl);
+    float *Q = L_(a->q, N * Hd, sl), *K = L_(a->k, N * Kd, sl), *V = L_(a->v, N * Kd, sl), *Z = L_(a->z, N * Hd, sl);
+    float *G = L_(a->g, N * F, sl), *U = L_(a->u, N * F, sl);
+    /* Qwen3 projects into q_pre / k_pre and normalizes each head into Q / K */
+    float *Qlin = c->qk_norm ? L_(a->q_pre, N * Hd, sl) : Q, *Klin = c->qk_norm ? L_(a->k_pre, N * Kd, sl) : K;
+    cast_rmsnorm_fwd(Xn1, L_(a->rstd1, N, sl), X, W(x->attn_norm), wadd, N, (int)D, eps);
+    cast_linear_fwd(Qlin, Xn1, WR(x->wq, x->q_row0, D), rows_at(W(x->bq), x->q_row0, 1), N, (int)D, (int)Hd, 0);
+    cast_linear_fwd(Klin, Xn1, WR(x->wk, x->k_row0, D), rows_at(W(x->bk), x->k_row0, 1), N, (int)D, (int)Kd, 0);
+    cast_linear_fwd(V, Xn1, WR(x->wv, x->v_row0, D), rows_at(W(x->bv), x->v_row0, 1), N, (int)D, (int)Kd, 0);
+    if (c->qk_norm) { /* [N·H, d] and [N·K, d] rows */
+        cast_rmsnorm_fwd(Q, L_(a->rstd_q, N * c->heads, sl), Qlin, W(x->q_norm), 0.0f, N * c->heads, c->head_dim, eps);
+        cast_rmsnorm_fwd(K, L_(a->rstd_k, N * c->kv_heads, sl), Klin, W(x->k_norm), 0.0f, N * c->kv_heads, c->head_dim, eps);
+    }
+    cast_rope_apply(&a->rope, Q, a->pos, N, c->heads, 0);
+    cast_rope_apply(&a->rope, K, a->pos, N, c->kv_heads, 0);
+    attention_layer(P, l, sl);
+    if (c->gemma) { /* Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
+        float *Ao = L_(a->ao, N * D, sl);
+        cast_linear_fwd(Ao, gated(P, l, Z), WM(x->wo), W(x->bo), N, (int)Hd, (int)D, 0);
+        cast_rmsnorm_fwd(Xm, L_(a->rstd_ao, N, sl), Ao, W(x->post_attn_norm), wadd, N, (int)D, eps);
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
+        for (int64_t i = 0; i < N * D; i++) Xm[i] += X[i];
+    } else {
+        memcpy(Xm, X, sizeof(float) * (size_t)(N * D));
+        cast_linear_fwd(Xm, gated(P, l, Z), WM(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
+    }
+    cast_rmsnorm_fwd(Xn2, L_(a->rstd2, N, sl), Xm, W(x->mlp_norm), wadd, N, (int)D, eps);
+    cast_linear_fwd(G, Xn2, WR(x->wg, x->g_row0, D), rows_at(W(x->bg), x->g_row0, 1), N, (int)D, (int)F, 0);
+    cast_linear_fwd(U, Xn2, WR(x->wu, x->u_row0, D), rows_at(W(x->bu), x->u_row0, 1), N, (int)D, (int)F, 0);
+    if (c->gemma) cast_geglu_fwd(a->h, G, U, N * F);
+    else cast_swiglu_fwd(a->h, G, U, N * F);
+    /* the layer's output is the next layer's input (in place when not storing) */
+    float *out = P->replay ? a->x_sink : l + 1 < c->layers ? (P->store ? L_(a->x_in, N * D, l + 1) : X) : a->x_last;
+    if (c->gemma) { /* out = Xm + rmsnorm(Mo), Mo = h·Wd^T */
+        float *Mo = L_(a->mo, N * D, sl);
+        cast_linear_fwd(Mo, a->h, WM(x->wd), W(x->bd), N, (int)F, (int)D, 0);
+        cast_rmsnorm_fwd(out, L_(a->rstd_mo, N, sl), Mo, W(x->post_mlp_norm), wadd, N, (int)D, eps);
+#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
+        for (int64_t i = 0; i < N * D; i++) out[i] += Xm[i];
+    } else {
+        memcpy(out, Xm, sizeof(float) * (size_t)(N * D));
+        cast_linear_fwd(out, a->h, WM(x->wd), W(x->bd), N, (int)F, (int)D, 1);
+    }
+#undef W
+#undef WM
+#undef WR
+}
+
+static void forward_layers(pass *P) {
+    const cast_model *m = P->m;
+    const cast_config *c = &m->cfg;
+    cast_acts *a = P->a;
+    int64_t N = P->N, D = c->hidden;
+    const cast_tensor *T = m->tensors;
     /* embeddings */
     float es = c->embed_scale, eps = (float)c->rms_eps, wadd = norm_add(c);
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
@@ -329,57 +431,10 @@ static void forward_layers(pass *P) {
             for (int64_t k = 0; k < D; k++) xt[k] *= es;
     }
     for (int l = 0; l < c->layers; l++) {
-        int sl = P->store ? l : 0;
-        const cast_layer_index *x = &m->layer[l];
-        float *X = L_(a->x_in, N * D, sl), *Xn1 = L_(a->xn1, N * D, sl), *Xm = L_(a->x_mid, N * D, sl),
-              *Xn2 = L_(a->xn2, N * D, sl);
-        float *Q = L_(a->q, N * Hd, sl), *K = L_(a->k, N * Kd, sl), *V = L_(a->v, N * Kd, sl), *Z = L_(a->z, N * Hd, sl);
-        float *G = L_(a->g, N * F, sl), *U = L_(a->u, N * F, sl);
-        /* Qwen3 projects into q_pre / k_pre and normalizes each head into Q / K */
-        float *Qlin = c->qk_norm ? L_(a->q_pre, N * Hd, sl) : Q, *Klin = c->qk_norm ? L_(a->k_pre, N * Kd, sl) : K;
-        cast_rmsnorm_fwd(Xn1, L_(a->rstd1, N, sl), X, W(x->attn_norm), wadd, N, (int)D, eps);
-        cast_linear_fwd(Qlin, Xn1, WR(x->wq, x->q_row0, D), rows_at(W(x->bq), x->q_row0, 1), N, (int)D, (int)Hd, 0);
-        cast_linear_fwd(Klin, Xn1, WR(x->wk, x->k_row0, D), rows_at(W(x->bk), x->k_row0, 1), N, (int)D, (int)Kd, 0);
-        cast_linear_fwd(V, Xn1, WR(x->wv, x->v_row0, D), rows_at(W(x->bv), x->v_row0, 1), N, (int)D, (int)Kd, 0);
-        if (c->qk_norm) { /* [N·H, d] and [N·K, d] rows */
-            cast_rmsnorm_fwd(Q, L_(a->rstd_q, N * c->heads, sl), Qlin, W(x->q_norm), 0.0f, N * c->heads, c->head_dim, eps);
-            cast_rmsnorm_fwd(K, L_(a->rstd_k, N * c->kv_heads, sl), Klin, W(x->k_norm), 0.0f, N * c->kv_heads, c->head_dim, eps);
-        }
-        cast_rope_apply(&a->rope, Q, a->pos, N, c->heads, 0);
-        cast_rope_apply(&a->rope, K, a->pos, N, c->kv_heads, 0);
-        attention_layer(P, l, sl);
-        if (c->gemma) { /* Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
-            float *Ao = L_(a->ao, N * D, sl);
-            cast_linear_fwd(Ao, gated(P, l, Z), WM(x->wo), W(x->bo), N, (int)Hd, (int)D, 0);
-            cast_rmsnorm_fwd(Xm, L_(a->rstd_ao, N, sl), Ao, W(x->post_attn_norm), wadd, N, (int)D, eps);
-#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
-            for (int64_t i = 0; i < N * D; i++) Xm[i] += X[i];
-        } else {
-            memcpy(Xm, X, sizeof(float) * (size_t)(N * D));
-            cast_linear_fwd(Xm, gated(P, l, Z), WM(x->wo), W(x->bo), N, (int)Hd, (int)D, 1);
-        }
-        cast_rmsnorm_fwd(Xn2, L_(a->rstd2, N, sl), Xm, W(x->mlp_norm), wadd, N, (int)D, eps);
-        cast_linear_fwd(G, Xn2, WR(x->wg, x->g_row0, D), rows_at(W(x->bg), x->g_row0, 1), N, (int)D, (int)F, 0);
-        cast_linear_fwd(U, Xn2, WR(x->wu, x->u_row0, D), rows_at(W(x->bu), x->u_row0, 1), N, (int)D, (int)F, 0);
-        if (c->gemma) cast_geglu_fwd(a->h, G, U, N * F);
-        else cast_swiglu_fwd(a->h, G, U, N * F);
-        /* the layer's output is the next layer's input (in place when not storing) */
-        float *out = l + 1 < c->layers ? (P->store ? L_(a->x_in, N * D, l + 1) : X) : a->x_last;
-        if (c->gemma) { /* out = Xm + rmsnorm(Mo), Mo = h·Wd^T */
-            float *Mo = L_(a->mo, N * D, sl);
-            cast_linear_fwd(Mo, a->h, WM(x->wd), W(x->bd), N, (int)F, (int)D, 0);
-            cast_rmsnorm_fwd(out, L_(a->rstd_mo, N, sl), Mo, W(x->post_mlp_norm), wadd, N, (int)D, eps);
-#pragma omp parallel for schedule(static) if (CAST_PARALLEL(N * D))
-            for (int64_t i = 0; i < N * D; i++) out[i] += Xm[i];
-        } else {
-            memcpy(out, Xm, sizeof(float) * (size_t)(N * D));
-            cast_linear_fwd(out, a->h, WM(x->wd), W(x->bd), N, (int)F, (int)D, 1);
-        }
+        if (P->keep) memcpy(a->x_keep + (int64_t)l * N * D, a->x_in, sizeof(float) * (size_t)(N * D));
+        forward_layer(P, l);
     }
     cast_rmsnorm_fwd(a->xf, a->rstdf, a->x_last, T[m->norm].data, wadd, N, (int)D, eps);
-#undef W
-#undef WM
-#undef WR
 }
 
 /* Positions of every token, and the scored rows (t with labels[t+1] scored). */
@@ -481,9 +536,10 @@ static int begin(pass *P, const cast_model *m, cast_acts *a, const cast_seqs *s,
     P->slot_of = slot_of;
     P->base = s->off[0];
     P->N = s->off[s->n] - s->off[0];
+    if (store && cast_acts_recomputes(a, m, P->N)) store = 0, P->keep = 1;
     P->store = store;
     int max_pos = max_position(s, kv, slot_of);
-    acts_reserve(a, m, P->N, store ? m->cfg.layers : 1, backward, attn_scratch_need(m, s, kv, slot_of));
+    acts_reserve(a, m, P->N, store ? m->cfg.layers : 1, P->keep, backward, attn_scratch_need(m, s, kv, slot_of));
     cast_rope_reserve(&a->rope, max_pos + 1);
     return 0;
 }
@@ -540,13 +596,14 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     int H = c->heads, K = c->kv_heads, d = c->head_dim, group = H / K;
     int64_t N = P->N, D = c->hidden, F = c->inter, Hd = (int64_t)H * d, Kd = (int64_t)K * d;
     const cast_tensor *T = m->tensors;
+    int sl = P->store ? l : 0; /* the slot of this layer's activations (0 when recomputed) */
 #define W(i) ((i) >= 0 ? T[i].data : NULL)
 #define WM(i) cast_model_w(m, i)
 #define WR(i, row0, width) cast_wmat_rows(cast_model_w(m, i), row0, width)
 #define GR(i) ((i) >= 0 ? gr->g[i] : NULL)
-    float *X = L_(a->x_in, N * D, l), *Xn1 = L_(a->xn1, N * D, l), *Xm = L_(a->x_mid, N * D, l), *Xn2 = L_(a->xn2, N * D, l);
-    float *Q = L_(a->q, N * Hd, l), *Kb = L_(a->k, N * Kd, l), *V = L_(a->v, N * Kd, l), *Z = L_(a->z, N * Hd, l);
-    float *lse = L_(a->lse, N * H, l), *G = L_(a->g, N * F, l), *U = L_(a->u, N * F, l);
+    float *X = L_(a->x_in, N * D, sl), *Xn1 = L_(a->xn1, N * D, sl), *Xm = L_(a->x_mid, N * D, sl), *Xn2 = L_(a->xn2, N * D, sl);
+    float *Q = L_(a->q, N * Hd, sl), *Kb = L_(a->k, N * Kd, sl), *V = L_(a->v, N * Kd, sl), *Z = L_(a->z, N * Hd, sl);
+    float *lse = L_(a->lse, N * H, sl), *G = L_(a->g, N * F, sl), *U = L_(a->u, N * F, sl);
     float *dres = a->dres, wadd = norm_add(c);
 
     /* MLP: out = Xm + h·Wd^T, or Gemma's out = Xm + rmsnorm(Mo), Mo = h·Wd^T */
@@ -555,8 +612,8 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
     const float *dMo = dres;
     if (c->gemma) { /* dMo [N, D] through the post-feedforward norm */
         memset(a->dtmp, 0, sizeof(float) * (size_t)(N * D));
-        cast_rmsnorm_bwd(a->dtmp, GR(x->post_mlp_norm), dres, L_(a->mo, N * D, l), W(x->post_mlp_norm), wadd,
-                         L_(a->rstd_mo, N, l), N, (int)D);
+        cast_rmsnorm_bwd(a->dtmp, GR(x->post_mlp_norm), dres, L_(a->mo, N * D, sl), W(x->post_mlp_norm), wadd,
+                         L_(a->rstd_mo, N, sl), N, (int)D);
         dMo = a->dtmp;
     }
     /* h is dead once dWd is taken, so its buffer receives dG */
@@ -568,14 +625,14 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
                     WR(x->wg, x->g_row0, D), N, (int)D, (int)F, 0);
     cast_linear_bwd(a->dxn, rows_at(GR(x->wu), x->u_row0, D), rows_at(GR(x->bu), x->u_row0, 1), a->du, Xn2,
                     WR(x->wu, x->u_row0, D), N, (int)D, (int)F, 1);
-    cast_rmsnorm_bwd(dres, GR(x->mlp_norm), a->dxn, Xm, W(x->mlp_norm), wadd, L_(a->rstd2, N, l), N, (int)D);
+    cast_rmsnorm_bwd(dres, GR(x->mlp_norm), a->dxn, Xm, W(x->mlp_norm), wadd, L_(a->rstd2, N, sl), N, (int)D);
 
     /* attention output: Xm = X + Zg·Wo^T, or Gemma's Xm = X + rmsnorm(Ao), Ao = Zg·Wo^T */
     const float *dAo = dres;
     if (c->gemma) {
         memset(a->dtmp, 0, sizeof(float) * (size_t)(N * D));
-        cast_rmsnorm_bwd(a->dtmp, GR(x->post_attn_norm), dres, L_(a->ao, N * D, l), W(x->post_attn_norm), wadd,
-                         L_(a->rstd_ao, N, l), N, (int)D);
+        cast_rmsnorm_bwd(a->dtmp, GR(x->post_attn_norm), dres, L_(a->ao, N * D, sl), W(x->post_attn_norm), wadd,
+                         L_(a->rstd_ao, N, sl), N, (int)D);
         dAo = a->dtmp;
     }
     const float *Zg = gated(P, l, Z);
@@ -632,9 +689,9 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
         dKlin = a->dvh;
         memset(dQlin, 0, sizeof(float) * (size_t)(N * Hd));
         memset(dKlin, 0, sizeof(float) * (size_t)(N * Kd));
-        cast_rmsnorm_bwd(dQlin, GR(x->q_norm), a->dq, L_(a->q_pre, N * Hd, l), W(x->q_norm), 0.0f, L_(a->rstd_q, N * H, l),
+        cast_rmsnorm_bwd(dQlin, GR(x->q_norm), a->dq, L_(a->q_pre, N * Hd, sl), W(x->q_norm), 0.0f, L_(a->rstd_q, N * H, sl),
                          N * H, d);
-        cast_rmsnorm_bwd(dKlin, GR(x->k_norm), a->dk, L_(a->k_pre, N * Kd, l), W(x->k_norm), 0.0f, L_(a->rstd_k, N * K, l),
+        cast_rmsnorm_bwd(dKlin, GR(x->k_norm), a->dk, L_(a->k_pre, N * Kd, sl), W(x->k_norm), 0.0f, L_(a->rstd_k, N * K, sl),
                          N * K, d);
     }
     cast_linear_bwd(a->dxn, rows_at(GR(x->wq), x->q_row0, D), rows_at(GR(x->bq), x->q_row0, 1), dQlin, Xn1,
@@ -643,7 +700,7 @@ static void backward_layer(pass *P, int l, cast_grads *gr) {
                     WR(x->wk, x->k_row0, D), N, (int)D, (int)Kd, 1);
     cast_linear_bwd(a->dxn, rows_at(GR(x->wv), x->v_row0, D), rows_at(GR(x->bv), x->v_row0, 1), a->dv, Xn1,
                     WR(x->wv, x->v_row0, D), N, (int)D, (int)Kd, 1);
-    cast_rmsnorm_bwd(dres, GR(x->attn_norm), a->dxn, X, W(x->attn_norm), wadd, L_(a->rstd1, N, l), N, (int)D);
+    cast_rmsnorm_bwd(dres, GR(x->attn_norm), a->dxn, X, W(x->attn_norm), wadd, L_(a->rstd1, N, sl), N, (int)D);
 #undef W
 #undef WM
 #undef WR
@@ -668,7 +725,15 @@ int cast_model_forward_backward(const cast_model *m, cast_acts *a, const cast_se
     memset(a->dres, 0, sizeof(float) * (size_t)(N * D));
     cast_rmsnorm_bwd(a->dres, gr->g[m->norm], a->dxf, a->x_last, m->tensors[m->norm].data, norm_add(&m->cfg), a->rstdf, N, (int)D);
     int lowest = lowest_needed_layer(m, gr);
-    for (int layer = m->cfg.layers - 1; layer >= lowest; layer--) backward_layer(&P, layer, gr);
+    for (int layer = m->cfg.layers - 1; layer >= lowest; layer--) {
+        if (P.keep) { /* this layer's activations again, from its kept input */
+            memcpy(a->x_in, a->x_keep + (int64_t)layer * N * D, sizeof(float) * (size_t)(N * D));
+            P.replay = 1;
+            forward_layer(&P, layer);
+            P.replay = 0;
+        }
+        backward_layer(&P, layer, gr);
+    }
     float *dE = gr->g[m->embed];
     if (dE) {
         /* tokens may repeat: accumulate serially over tokens, in parallel over columns */

@@ -29,6 +29,21 @@ void cast_grads_free(cast_grads *gr);
 typedef struct cast_acts cast_acts;
 cast_acts *cast_acts_new(void);
 void cast_acts_free(cast_acts *a);
+/* Activation recomputation for backward passes: instead of every layer's
+ * activations (stored_bytes: ~55k floats per token per layer at 8B widths),
+ * keep each layer's input and recompute the layer just before its backward:
+ * one more forward pass of work, the same numbers bit for bit. mode 1 on,
+ * 0 off, -1 (default) on when the activations would exceed
+ * CAST_RECOMPUTE_ABOVE bytes. */
+#define CAST_RECOMPUTE_ABOVE ((int64_t)1 << 30)
+void cast_acts_set_recompute(cast_acts *a, int mode);
+/* Bytes of activations and scratch for a pass over `tokens` tokens whose
+ * longest sequence has `longest` tokens (exactly what the pass allocates). */
+int64_t cast_acts_bytes(const cast_config *c, int64_t tokens, int longest, int backward, int recompute, int threads);
+/* The automatic rule: recompute when the stored activations would exceed CAST_RECOMPUTE_ABOVE. */
+int cast_recompute_auto(const cast_config *c, int64_t tokens);
+/* Whether a backward pass over `tokens` tokens recomputes (the mode applied). */
+int cast_acts_recomputes(const cast_acts *a, const cast_model *m, int64_t tokens);
 
 /* Result of a forward pass over scored positions (labels[t+1] != -100). */
 typedef struct cast_loss {
