@@ -117,8 +117,17 @@ int cli_encode_file(cli_model *cm, const char *path, const cli_data_opts *o, cas
  * after printing why the run would not fit and the flags that would help.
  * diagnose notes a plan of several gradient passes. */
 #include "cast/diagnose.h"
-int cli_memory_check_diagnose(const cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const cast_diag_opts *o);
-int cli_memory_check_tune(const cast_model *m, const cast_seqs *train, int micro_batch, int kv_trained, int64_t budget);
+/* They set what the plan chose: m->stream, o->grad_passes, *half_moments.
+ * stream and *half_moments: 1 on, 0 off, -1 when needed. */
+int cli_memory_check_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, cast_diag_opts *o, int stream);
+int cli_memory_check_tune(cast_model *m, const cast_seqs *train, int micro_batch, int64_t trained, int keep_before, int64_t budget,
+                          int stream, int *half_moments);
+/* --stream's value: "auto" -1, "on" 1, "off" 0; 0 or 1 after printing. */
+int cli_stream_mode(const char *command, const char *value, int *out);
+#define CLI_STREAM_OPT(var)                                                                                                     \
+    {"--stream", CLI_STRING, &(var), "auto|on|off",                                                                           \
+     "16-bit weights leave memory after each use and return from the page cache: a layer resident at a time (the same "     \
+     "numbers; default auto: when the run would not fit otherwise)"}
 /* One line: "what  total = parts: fits|DOES NOT FIT budget". */
 #include "cast/memory.h"
 void cli_memory_plan_print(const char *what, const cast_mem_plan *p);

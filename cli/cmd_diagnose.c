@@ -29,7 +29,8 @@ int cmd_diagnose(int argc, char **argv) {
     /* unset until given: a probe flag without --oc trajectory is refused */
     int probe_steps = INT_MIN, probe_batch = INT_MIN, null_perms = 1000;
     double probe_lr = NAN, memory_gb = 0;
-    int grad_passes = 0;
+    int grad_passes = 0, stream = -1;
+    const char *stream_arg = "auto";
     const cli_opt opts[] = {
         {"--safety", CLI_STRING, &safety, "FILE", "safety set: harmful prompts with refusals (prompt/response or messages)"},
         {"--utility", CLI_STRING, &utility, "FILE", "utility set: prompts with good responses"},
@@ -60,6 +61,7 @@ int cmd_diagnose(int argc, char **argv) {
          "take the gradients for N groups of layers in turn (less memory, more time; the same map); default 0 = the fewest "
          "that fit --memory"},
         {"--memory", CLI_DOUBLE, &memory_gb, "GB", "memory the run may take, GiB (default: physical memory less 1 GiB)"},
+        CLI_STREAM_OPT(stream_arg),
         {"--json", CLI_FLAG, &json, NULL, "print conflict_map.json on stdout instead of the table"},
         {0}};
     const cli_spec spec = {"diagnose", "MODEL --safety FILE --utility FILE [--out DIR] [options]",
@@ -93,6 +95,7 @@ int cmd_diagnose(int argc, char **argv) {
     if (d.first < 0 || d.max_len < 0 || batch <= 0) return cli_failf("diagnose: invalid --first, --max-len or --batch");
     if (cli_on_long("diagnose", on_long, &d.on_long)) return 1;
     if (grad_passes < 0 || !(memory_gb >= 0)) return cli_failf("diagnose: --grad-passes and --memory must be >= 0");
+    if (cli_stream_mode("diagnose", stream_arg, &stream)) return 1;
     o.kv_in_score = kv_in_score;
     o.micro_batch = batch;
     o.grad_passes = grad_passes;
@@ -111,7 +114,7 @@ int cmd_diagnose(int argc, char **argv) {
     int s_skipped = 0, u_skipped = 0;
     if (cli_encode_file(&cm, safety, &d, &s_set, NULL, &s_skipped) || cli_encode_file(&cm, utility, &d, &u_set, NULL, &u_skipped))
         goto done;
-    if (cli_memory_check_diagnose(&cm.m, &s_set, &u_set, &o)) goto done;
+    if (cli_memory_check_diagnose(&cm.m, &s_set, &u_set, &o, stream)) goto done;
     cli_progress bar;
     cli_progress_start(&bar, "diagnose", s_set.n + u_set.n);
     o.progress = on_progress;
@@ -138,9 +141,9 @@ int cmd_diagnose(int argc, char **argv) {
         char *end = strrchr(b.data, '}');
         if (end) {
             b.len = (size_t)(end - b.data);
-            cast_buf_printf(&b, ",\n  \"run\": {\"seconds\": %.3f, \"peak_rss_mb\": %.0f, \"grad_passes\": %d, \"compute\": \"%s\"}\n}\n",
+            cast_buf_printf(&b, ",\n  \"run\": {\"seconds\": %.3f, \"peak_rss_mb\": %.0f, \"grad_passes\": %d, \"stream\": %s, \"compute\": \"%s\"}\n}\n",
                             cast_now_s() - t0, cast_peak_rss_mb(), cast_diag_grad_passes(&cm.m, &s_set, &u_set, &o),
-                            cm.m.bf16 ? "bf16" : "f32");
+                            cm.m.stream ? "true" : "false", cm.m.bf16 ? "bf16" : "f32");
         }
         fputs(b.data, stdout);
         cast_buf_free(&b);

@@ -77,10 +77,11 @@ int cmd_info(int argc, char **argv) {
             cast_buf_printf(&b,
                             ",\"%s\":{\"total_mb\":%.0f,\"weights_mb\":%.0f,\"activations_mb\":%.0f,\"gradients_mb\":%.0f,"
                             "\"optimizer_mb\":%.0f,\"runtime_mb\":%.0f,\"budget_mb\":%.0f,\"fits\":%s,\"grad_passes\":%d,"
-                            "\"recompute\":%s}",
+                            "\"recompute\":%s,\"stream\":%s,\"half_moments\":%s}",
                             names[i], p->total / 1048576.0, p->weights / 1048576.0, p->activations / 1048576.0,
                             p->gradients / 1048576.0, p->optimizer / 1048576.0, p->runtime / 1048576.0, p->budget / 1048576.0,
-                            p->fits ? "true" : "false", p->grad_passes, p->recompute ? "true" : "false");
+                            p->fits ? "true" : "false", p->grad_passes, p->recompute ? "true" : "false", p->stream ? "true" : "false",
+                            p->half_moments ? "true" : "false");
         }
         cast_buf_puts(&b, "}}\n");
         fputs(b.data, stdout);

@@ -24,7 +24,7 @@ int cmd_score(int argc, char **argv) {
         {"--first", CLI_INT, &d.first, "N", "the first N examples of the dataset (default 0 = all)"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         CLI_COMPUTE_OPT(compute),
-        {"--json", CLI_FLAG, &json, NULL, "print {\"loss\", \"perplexity\", \"tokens\", \"examples\", \"skipped\"} only"},
+        {"--json", CLI_FLAG, &json, NULL, "print {\"loss\", \"perplexity\", \"tokens\", \"examples\", \"skipped\", \"compute\", \"peak_rss_mb\"} only"},
         {0}};
     const cli_spec spec = {"score", "MODEL --data FILE [options]",
                            "Mean negative log-likelihood and perplexity over the scored (response) tokens of a dataset.", opts, 1, 1};
@@ -78,7 +78,8 @@ int cmd_score(int argc, char **argv) {
         cast_buf_json_number(&b, loss);
         cast_buf_puts(&b, ",\"perplexity\":");
         cast_buf_json_number(&b, exp(loss));
-        cast_buf_printf(&b, ",\"tokens\":%lld,\"examples\":%d,\"skipped\":%d}\n", (long long)count, seqs.n, skipped);
+        cast_buf_printf(&b, ",\"tokens\":%lld,\"examples\":%d,\"skipped\":%d,\"compute\":\"%s\",\"peak_rss_mb\":%.0f}\n", (long long)count,
+                        seqs.n, skipped, cm.m.bf16 ? "bf16" : "f32", cast_peak_rss_mb());
         fputs(b.data, stdout);
         cast_buf_free(&b);
     } else {

@@ -80,6 +80,9 @@ static void json_str(cast_buf *b, const char *key, const char *v) {
 }
 
 int cmd_tune(int argc, char **argv) {
+    double memory_gb = 0;
+    const char *stream_arg = "auto", *moments = "auto";
+    int stream = -1, half_moments = -1;
     const char *compute = "auto";
     const char *safety = NULL, *utility = NULL, *out = NULL, *map_path = NULL, *strategy = "cast", *scope = "attn", *kvf = "all",
                *schedule = "constant", *template_name = NULL, *dtype_name = NULL;
@@ -131,6 +134,10 @@ int cmd_tune(int argc, char **argv) {
          "under mpirun: each rank keeps the AdamW moments of its share of the trainable parameters only (ZeRO stage 1)"},
         {"--dtype", CLI_STRING, &dtype_name, "f32|bf16|f16", "dtype of the saved weights (default: the input's)"},
         {"--template", CLI_STRING, &template_name, "NAME", "chat template (default: the model's)"},
+        {"--memory", CLI_DOUBLE, &memory_gb, "GB", "memory the run may take, GiB (default: physical memory less 1 GiB)"},
+        CLI_STREAM_OPT(stream_arg),
+        {"--moments", CLI_STRING, &moments, "auto|f32|bf16",
+         "AdamW moments in f32, or bf16 with stochastic rounding (half the memory); default auto: bf16 only when f32 would not fit"},
         {"--threads", CLI_INT, &threads, "N", "threads (default 0 = all cores)"},
         CLI_COMPUTE_OPT(compute),
         {"--json", CLI_FLAG, &json, NULL, "print cast_run.json on stdout at the end"},
@@ -151,9 +158,13 @@ int cmd_tune(int argc, char **argv) {
     if (strcmp(kvf, "all") && strcmp(kvf, "any")) return cli_failf("tune: --kv-freeze must be all or any");
     if (strcmp(schedule, "constant") && strcmp(schedule, "cosine")) return cli_failf("tune: --schedule must be constant or cosine");
     if (!(skip >= 0 && skip < 1)) return cli_failf("tune: --skip must be in [0, 1) (got %g)", skip);
-    if (!(lr > 0) || batch <= 0 || grad_accum <= 0 || epochs <= 0 || steps < 0 || warmup < 0 || clip < 0 || save_every < 0)
+    if (!(lr > 0) || !(memory_gb >= 0) || batch <= 0 || grad_accum <= 0 || epochs <= 0 || steps < 0 || warmup < 0 || clip < 0 || save_every < 0)
         return cli_failf("tune: invalid optimizer settings (lr > 0, batch, grad-accum, epochs > 0; steps, warmup, clip >= 0)");
     if (d.first < 0 || d.max_len < 0) return cli_failf("tune: --first and --max-len must be >= 0");
+    if (cli_stream_mode("tune", stream_arg, &stream)) return 1;
+    if (!strcmp(moments, "auto")) half_moments = -1;
+    else if (!strcmp(moments, "f32") || !strcmp(moments, "bf16")) half_moments = !strcmp(moments, "bf16");
+    else return cli_failf("tune: --moments must be auto, f32 or bf16 (got \"%s\")", moments);
     if (cli_on_long("tune", on_long, &d.on_long)) return 1;
     if (strat == CAST_STRATEGY_PCGRAD && !utility) return cli_failf("tune: --strategy pcgrad needs --utility FILE");
     if (anchor >= 0 && !utility) return cli_failf("tune: --anchor-weight needs --utility FILE");
@@ -197,7 +208,7 @@ int cmd_tune(int argc, char **argv) {
     cast_seqs s_set = {0}, u_set = {0};
     cast_conflict_map map = {0};
     cast_tune_run run = {0};
-    int have_map = 0;
+    int have_map = 0, write_map = 0;
     FILE *logf = NULL;
     char *log_path = NULL, *ckpt = NULL;
     rc = 1;
@@ -214,13 +225,7 @@ int cmd_tune(int argc, char **argv) {
             cast_diag_opts_default(&o);
             cli_note("no --map given: diagnosing with %s and %s first", safety, utility);
             if (cast_diagnose_map(m, &s_set, &u_set, safety, utility, &o, &map, &err)) goto fail;
-            cast_buf b = {0};
-            cast_conflict_map_json(&map, &b);
-            char *p = cast_path_join(co.dir, "conflict_map.json");
-            int bad = co.writer && cast_write_file_atomic(p, b.data, b.len, &err);
-            free(p);
-            cast_buf_free(&b);
-            if (bad) goto fail;
+            write_map = 1; /* into DIR once the run is known to fit */
         }
         have_map = 1;
     }
@@ -230,7 +235,20 @@ int cmd_tune(int argc, char **argv) {
         goto fail;
     }
     k = run.k;
-    int64_t trainable = run.trainable;
+    int64_t trainable = run.trainable, trained_values = 0;
+    for (int i = 0; i < m->n_tensors; i++) trained_values += run.mask.trainable[i] ? m->tensors[i].numel : 0;
+    if (cli_memory_check_tune(m, &s_set, batch, trained_values, to.keep_before, (int64_t)(memory_gb * 1073741824.0), stream, &half_moments))
+        goto done;
+    to.train.half_moments = half_moments;
+    if (write_map) {
+        cast_buf b = {0};
+        cast_conflict_map_json(&map, &b);
+        char *p = cast_path_join(co.dir, "conflict_map.json");
+        int bad = co.writer && cast_write_file_atomic(p, b.data, b.len, &err);
+        free(p);
+        cast_buf_free(&b);
+        if (bad) goto fail;
+    }
 
     /* the run */
     cast_train_opts *o = &to.train;
@@ -331,8 +349,9 @@ int cmd_tune(int argc, char **argv) {
                     s_set.n, u_set.n, s_skipped, u_skipped, cast_get_threads(), (long long)(resume ? start : 0), wall);
     cast_buf_printf(&b,
                     " \"ranks\": %d, \"shard_optimizer\": %s, \"optimizer_state_mb_per_rank\": %.1f, \"communication_mb_per_step\": %.3f, "
-                    "\"peak_rss_mb\": %.1f}\n",
-                    cast_dist_size(), o->shard_optimizer ? "true" : "false", state_mb, comm_mb, rss_mb);
+                    "\"peak_rss_mb\": %.1f, \"compute\": \"%s\", \"moments\": \"%s\", \"stream\": %s}\n",
+                    cast_dist_size(), o->shard_optimizer ? "true" : "false", state_mb, comm_mb, rss_mb, m->bf16 ? "bf16" : "f32",
+                    o->half_moments ? "bf16" : "f32", m->stream ? "true" : "false");
     char *rp = cast_path_join(co.dir, "cast_run.json");
     bad = cast_write_file_atomic(rp, b.data, b.len, &err);
     free(rp);

@@ -399,8 +399,7 @@ cast_code cast_tune_write_delta(const cast_llm *m, const char *path, const char 
     if (strcmp(f, "sparse") && strcmp(f, "diff")) return fail_arg(err, "cast_tune_write_delta: format must be sparse or diff");
     if (!m->have_last || !m->last.before) return fail_arg(err, "cast_tune_write_delta: needs a cast_tune with keep_delta first");
     cast_err e = {0};
-    if (cast_delta_write(path, &m->m, (const float *const *)m->last.before, &m->last.mask, !strcmp(f, "diff") ? CAST_DELTA_DIFF : CAST_DELTA_SPARSE,
-                         m->last.fingerprint, &e))
+    if (cast_tune_delta_write(&m->m, &m->last, path, !strcmp(f, "diff") ? CAST_DELTA_DIFF : CAST_DELTA_SPARSE, &e))
         return fail_from(err, &e);
     return ok(err);
 }

@@ -92,6 +92,7 @@ int cast_diag_grad_passes(const cast_model *m, const cast_seqs *safety, const ca
     mo.seq_len = ls > lu ? ls : lu;
     mo.threads = omp_get_max_threads();
     mo.budget = o->memory_budget;
+    mo.stream = m->stream; /* as the caller set it */
     cast_mem_plan plan;
     cast_mem_diagnose(&m->cfg, &mo, &plan);
     return plan.grad_passes;

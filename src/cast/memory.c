@@ -12,6 +12,8 @@ void cast_mem_opts_default(cast_mem_opts *o) {
     o->seq_len = 512;
     o->threads = 2;
     o->kv_trained = 1;
+    o->stream = -1;
+    o->half_moments = -1;
 }
 
 int64_t cast_mem_physical(void) {
@@ -64,40 +66,75 @@ static void finish(cast_mem_plan *p) {
     p->fits = p->total <= p->budget;
 }
 
+/* Weights resident: all of them, or when streaming the f32 vectors and the
+ * largest matrix group in use at once (one layer's, or the embedding / output
+ * matrix), plus f32 masters of `mastered` values held 16-bit on disk. */
+static int64_t resident_weights(const cast_config *c, cast_dtype storage, int stream, int64_t mastered) {
+    int half = storage == CAST_BF16 || storage == CAST_F16;
+    int64_t all = cast_mem_weights(c, storage), mat, vec;
+    param_counts(c, &mat, &vec);
+    if (!half) return all;
+    int64_t masters = mastered * 2; /* 4 bytes replace 2 */
+    if (!stream) return all + masters;
+    int64_t D = c->hidden, per_layer = (mat - (int64_t)c->vocab * D * (c->tie_embeddings ? 1 : 2)) / c->layers;
+    int64_t largest = (int64_t)c->vocab * D > per_layer ? (int64_t)c->vocab * D : per_layer;
+    return vec * 4 + 2 * largest + mastered * 4;
+}
+
 void cast_mem_diagnose(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out) {
     memset(out, 0, sizeof *out);
     int64_t tokens = (int64_t)o->micro_batch * o->seq_len;
-    out->budget = resolve_budget(o->budget);
-    out->weights = cast_mem_weights(c, o->storage);
-    out->recompute = cast_recompute_auto(c, tokens);
-    out->activations = cast_acts_bytes(c, tokens, o->seq_len, 1, out->recompute, o->threads);
-    out->runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
-    int64_t per_layer = 2 * cast_mem_attention_params(c) * 4, gates = 2 * 4 * (int64_t)c->layers * c->heads;
-    int L = c->layers;
-    for (int p = o->grad_passes > 0 ? o->grad_passes : 1; p <= L; p++) {
-        out->grad_passes = p;
-        out->gradients = per_layer * ((L + p - 1) / p) + gates; /* the largest group */
-        finish(out);
-        if (out->fits || o->grad_passes > 0) break;
-    }
-    if (out->grad_passes > L) out->grad_passes = L;
+    int half = o->storage == CAST_BF16 || o->storage == CAST_F16, L = c->layers;
+    int64_t budget = resolve_budget(o->budget), per_layer = 2 * cast_mem_attention_params(c) * 4,
+            gates = 2 * 4 * (int64_t)c->layers * c->heads;
+    int recompute = cast_recompute_auto(c, tokens);
+    int64_t acts = cast_acts_bytes(c, tokens, o->seq_len, 1, recompute, o->threads), runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
+    /* the fewest passes, streaming before adding passes (a pass costs a forward and a backward; streaming, page faults) */
+    int p0 = o->grad_passes > 0 ? (o->grad_passes < L ? o->grad_passes : L) : 1, p1 = o->grad_passes > 0 ? p0 : L;
+    for (int p = p0; p <= p1; p++)
+        for (int s = o->stream > 0 ? 1 : 0; s <= (o->stream != 0 && half ? 1 : 0); s++) {
+            memset(out, 0, sizeof *out);
+            out->budget = budget;
+            out->recompute = recompute;
+            out->activations = acts;
+            out->runtime = runtime;
+            out->grad_passes = p;
+            out->stream = s;
+            out->runtime = runtime + (s ? CAST_MEM_STREAM_CACHE : 0);
+            out->weights = resident_weights(c, o->storage, s, 0);
+            out->gradients = per_layer * ((L + p - 1) / p) + gates; /* the largest group */
+            finish(out);
+            if (out->fits) return;
+        }
 }
 
 void cast_mem_tune(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out) {
-    memset(out, 0, sizeof *out);
     int64_t tokens = (int64_t)o->micro_batch * o->seq_len;
     int64_t D = c->hidden, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
     /* trained tensors are whole q, o (and k, v) matrices, masked by rows / columns */
-    int64_t trained = (2 * Hd * D + (o->kv_trained ? 2 * Kd * D : 0)) * c->layers;
+    int64_t trained = o->trained > 0 ? o->trained : (2 * Hd * D + (o->kv_trained ? 2 * Kd * D : 0)) * c->layers;
     int half = o->storage == CAST_BF16 || o->storage == CAST_F16;
-    out->budget = resolve_budget(o->budget);
-    out->grad_passes = 1;
-    /* f32 masters replace the trained tensors' 16-bit values */
-    out->weights = cast_mem_weights(c, o->storage) + (half ? trained * 2 : 0);
-    out->recompute = cast_recompute_auto(c, tokens);
-    out->activations = cast_acts_bytes(c, tokens, o->seq_len, 1, out->recompute, o->threads);
-    out->gradients = trained * 4;
-    out->optimizer = trained * 8;
-    out->runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
-    finish(out);
+    int64_t budget = resolve_budget(o->budget);
+    int recompute = cast_recompute_auto(c, tokens);
+    int64_t acts = cast_acts_bytes(c, tokens, o->seq_len, 1, recompute, o->threads), runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
+    /* streaming first (the same numbers), then bf16 moments (an approximation) */
+    int s0 = o->stream > 0, s1 = o->stream != 0 && half, h0 = o->half_moments > 0, h1 = o->half_moments != 0;
+    for (int h = h0; h <= h1; h++)
+        for (int s = s0; s <= s1; s++) {
+            memset(out, 0, sizeof *out);
+            out->budget = budget;
+            out->grad_passes = 1;
+            out->recompute = recompute;
+            out->activations = acts;
+            out->runtime = runtime;
+            out->stream = s;
+            out->half_moments = h;
+            out->runtime = runtime + (s ? CAST_MEM_STREAM_CACHE : 0);
+            out->weights = resident_weights(c, o->storage, s, half ? trained : 0);
+            out->gradients = trained * 4;
+            /* the starting values for a delta: f32 copies (of 16-bit weights, the file's own pages) */
+            out->optimizer = trained * (h ? 4 : 8) + (o->keep_before && !half ? trained * 4 : 0);
+            finish(out);
+            if (out->fits) return;
+        }
 }

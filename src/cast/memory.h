@@ -13,6 +13,8 @@
 #include "model/safetensors.h"
 
 #define CAST_MEM_RUNTIME ((int64_t)400 << 20) /* the runtime allowance */
+/* Streaming also leaves this much to the page cache the weights come back from. */
+#define CAST_MEM_STREAM_CACHE ((int64_t)1 << 30)
 
 typedef struct cast_mem_opts {
     cast_dtype storage; /* the checkpoint's dtype: 16-bit matrices stay 16-bit in memory */
@@ -22,6 +24,10 @@ typedef struct cast_mem_opts {
     int grad_passes;    /* diagnose: layer groups of gradients (0: the fewest that fit the budget) */
     int64_t budget;     /* bytes the run may take (0: physical memory less 1 GiB for the system) */
     int kv_trained;     /* tune: k and v trained too (else q and o only) */
+    int64_t trained;    /* tune: values of the trained tensors (0: the attention of every layer, per kv_trained) */
+    int keep_before;    /* tune: the starting values kept for a delta (--delta) */
+    int stream;         /* 16-bit weights streamed (model.h cast_model_release): 1, 0, or -1 = when needed */
+    int half_moments;   /* tune: AdamW moments as bf16: 1, 0, or -1 = when needed */
 } cast_mem_opts;
 
 typedef struct cast_mem_plan {
@@ -34,6 +40,8 @@ typedef struct cast_mem_plan {
     int64_t budget;      /* as resolved */
     int grad_passes;     /* diagnose: as resolved */
     int recompute;       /* activations recomputed per layer */
+    int stream;          /* 16-bit weights streamed: resident, a layer's (or the output matrix) at a time */
+    int half_moments;    /* tune: bf16 AdamW moments */
     int fits;            /* total <= budget */
 } cast_mem_plan;
 

@@ -73,10 +73,15 @@ int cast_tune_train(cast_model *m, cast_tune_run *run, const cast_seqs *safety, 
     if (o->keep_before && !run->before) {
         cast_model_fingerprint(m, run->fingerprint); /* of the base, before training */
         run->before = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
+        run->before_held = cast_xcalloc((size_t)m->n_tensors, sizeof(cast_tensor));
         for (int i = 0; i < m->n_tensors; i++)
             if (run->mask.trainable[i]) {
+                if (!m->tensors[i].data) {
+                    run->before_held[i] = m->tensors[i]; /* the file's values stay readable in the mapping */
+                    continue;
+                }
                 run->before[i] = cast_xmalloc(sizeof(float) * (size_t)m->tensors[i].numel);
-                memcpy(run->before[i], cast_model_master(m, i), sizeof(float) * (size_t)m->tensors[i].numel);
+                memcpy(run->before[i], m->tensors[i].data, sizeof(float) * (size_t)m->tensors[i].numel);
             }
     }
     double t0 = cast_now_s();
@@ -89,14 +94,32 @@ int cast_tune_save(const cast_model *m, const cast_tune_run *run, const char *di
                    cast_delta_format fmt, cast_err *err) {
     if (cast_model_save(m, dir, dtype, err)) return -1;
     if (!delta_path) return 0;
-    if (!run->before) return cast_fail(err, "%s: a delta needs the starting values (keep_before)", delta_path);
-    return cast_delta_write(delta_path, m, (const float *const *)run->before, &run->mask, fmt, run->fingerprint, err);
+    return cast_tune_delta_write(m, run, delta_path, fmt, err);
+}
+
+int cast_tune_delta_write(const cast_model *m, const cast_tune_run *run, const char *path, cast_delta_format fmt, cast_err *err) {
+    if (!run->before) return cast_fail(err, "%s: a delta needs the starting values (keep_before)", path);
+    float **b = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const cast_tensor *h = &run->before_held[i];
+        b[i] = run->before[i];
+        if (!b[i] && h->half) {
+            b[i] = cast_alloc_floats((size_t)h->numel);
+            cast_half_to_f32(b[i], h->half, h->half_type, h->numel);
+        }
+    }
+    int rc = cast_delta_write(path, m, (const float *const *)b, &run->mask, fmt, run->fingerprint, err);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (b[i] != run->before[i]) free(b[i]);
+    free(b);
+    return rc;
 }
 
 void cast_tune_run_free(cast_tune_run *run) {
     if (run->before)
         for (int i = 0; i < run->mask.n; i++) free(run->before[i]);
     free(run->before);
+    free(run->before_held);
     free(run->skip);
     if (run->mask.n) cast_mask_free(&run->mask);
     memset(run, 0, sizeof *run);

@@ -37,7 +37,9 @@ typedef struct cast_tune_run {
     int *skip;               /* [k] layer-major head indices */
     cast_mask mask;
     int64_t trainable;       /* elements that train */
-    float **before;          /* keep_before: per trainable tensor, its values before training */
+    float **before;          /* keep_before: per trainable tensor, its f32 values before training ... */
+    cast_tensor *before_held; /* ... or, for a tensor held 16-bit, the tensor as it was (its mapped values):
+                                 no copy while training; widened when the delta is written */
     char fingerprint[CAST_FINGERPRINT_LEN]; /* keep_before: the base's */
     double wall_s;           /* training time */
 } cast_tune_run;
@@ -54,6 +56,8 @@ double cast_tune_anchor_weight(const cast_tune_opts *o);
  * strategies that read one (cast_strategy_needs_map) unless k is 0 or a
  * fixed set is given; a map of k/v-group units rounds k to whole groups. */
 int cast_tune_plan(const cast_model *m, const cast_conflict_map *map, const cast_tune_opts *o, cast_tune_run *run, cast_err *err);
+/* The delta of the trained tensors against their starting values (keep_before). */
+int cast_tune_delta_write(const cast_model *m, const cast_tune_run *run, const char *path, cast_delta_format fmt, cast_err *err);
 /* Trains m in place with the plan (utility: the anchor or PCGrad set, may be NULL). */
 int cast_tune_train(cast_model *m, cast_tune_run *run, const cast_seqs *safety, const cast_seqs *utility, const cast_tune_opts *o,
                     cast_err *err);

@@ -39,6 +39,7 @@ void cast_model_fingerprint(const cast_model *m, char out[CAST_FINGERPRINT_LEN])
         h = cast_fnv1a64_u64(h, (uint64_t)t->ndim);
         for (int d = 0; d < t->ndim; d++) h = cast_fnv1a64_u64(h, (uint64_t)t->shape[d]);
         uint32_t c = tensor_crc(t);
+        cast_model_release(m, order[j]); /* streaming: one tensor resident at a time */
         unsigned char b[4] = {(unsigned char)c, (unsigned char)(c >> 8), (unsigned char)(c >> 16), (unsigned char)(c >> 24)};
         h = cast_fnv1a64(h, b, 4);
     }

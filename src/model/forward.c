@@ -430,9 +430,11 @@ static void forward_layers(pass *P) {
         if (es != 0.0f && es != 1.0f)
             for (int64_t k = 0; k < D; k++) xt[k] *= es;
     }
+    cast_model_release(m, m->embed);
     for (int l = 0; l < c->layers; l++) {
         if (P->keep) memcpy(a->x_keep + (int64_t)l * N * D, a->x_in, sizeof(float) * (size_t)(N * D));
         forward_layer(P, l);
+        cast_model_release_layer(m, l);
     }
     cast_rmsnorm_fwd(a->xf, a->rstdf, a->x_last, T[m->norm].data, wadd, N, (int)D, eps);
 }
@@ -509,6 +511,7 @@ static void loss_chunks(pass *P, int64_t rows, float grad_scale, float *dlm, cas
             }
         }
     }
+    cast_model_release(m, m->lm_head);
     loss->sum = sum;
     loss->count = rows;
 }
@@ -554,6 +557,7 @@ int cast_model_forward(const cast_model *m, cast_acts *a, const cast_seqs *s, fl
     if (logits) {
         int V = m->cfg.vocab;
         cast_linear_fwd(logits, a->xf, cast_model_w(m, m->lm_head), NULL, P.N, m->cfg.hidden, V, 0);
+        cast_model_release(m, m->lm_head);
         if (m->cfg.final_softcap > 0) cast_softcap_fwd(logits, P.N * V, (float)m->cfg.final_softcap);
         double sum = 0;
         for (int64_t r = 0; r < rows; r++) {
@@ -733,6 +737,7 @@ int cast_model_forward_backward(const cast_model *m, cast_acts *a, const cast_se
             P.replay = 0;
         }
         backward_layer(&P, layer, gr);
+        cast_model_release_layer(m, layer);
     }
     float *dE = gr->g[m->embed];
     if (dE) {
@@ -792,6 +797,7 @@ int cast_model_step(const cast_model *m, cast_acts *a, cast_kv *kv, const cast_s
         }
         cast_linear_fwd(last_logits + (int64_t)b0 * V, a->xchunk, Wlm, NULL, n, D, V, 0);
     }
+    cast_model_release(m, m->lm_head);
     if (m->cfg.final_softcap > 0) cast_softcap_fwd(last_logits, (int64_t)s->n * V, (float)m->cfg.final_softcap);
     for (int b = 0; b < s->n; b++) kv->len[slot_of ? slot_of[b] : b] += (int)(s->off[b + 1] - s->off[b]);
     return 0;

@@ -124,17 +124,31 @@ cast_wmat cast_model_w(const cast_model *m, int i) {
     return w;
 }
 
+/* Lets the kernel drop the mapped pages of n 16-bit values (only whole
+ * pages inside them; they reload from the page cache or the file if read). */
+static void drop_pages(const uint16_t *p, int64_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1),
+              hi = ((uintptr_t)(p + n)) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+void cast_model_release(const cast_model *m, int i) {
+    if (m->stream && i >= 0 && m->tensors[i].half) drop_pages(m->tensors[i].half, m->tensors[i].numel);
+}
+
+void cast_model_release_layer(const cast_model *m, int l) {
+    if (!m->stream) return;
+    int idx[] = CAST_LAYER_TENSORS(&m->layer[l]);
+    for (size_t k = 0; k < sizeof idx / sizeof idx[0]; k++) cast_model_release(m, idx[k]);
+}
+
 float *cast_model_master(cast_model *m, int i) {
     cast_tensor *t = &m->tensors[i];
     if (t->data) return t->data;
     if (!m->master) m->master = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
     float *v = cast_alloc_floats((size_t)t->numel);
     cast_half_to_f32(v, t->half, t->half_type, t->numel);
-    /* the mapped 16-bit pages are no longer read: let the kernel drop them
-     * (only whole pages inside the tensor; they reload from the file if touched) */
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)t->half + page - 1) & ~(page - 1),
-              hi = ((uintptr_t)(t->half + t->numel)) & ~(page - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    drop_pages(t->half, t->numel); /* no longer read */
     m->master[i] = t->data = v;
     t->half = NULL;
     t->half_type = CAST_HALF_NONE;

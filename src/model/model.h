@@ -61,6 +61,7 @@ typedef struct cast_model {
     int n_files;
     float *gates;          /* [L*H] per-head output gates ξ, 1 by default */
     int bf16;              /* products in bf16 (cast_model_set_compute) */
+    int stream;            /* 16-bit weights leave the process after each use (cast_model_release) */
     float **master;        /* [n_tensors] f32 values made by cast_model_master (owned), or NULL */
 } cast_model;
 
@@ -104,6 +105,15 @@ cast_wmat cast_model_w(const cast_model *m, int i);
  * 16-bit ones once; the file's pages are handed back to the kernel. No-op
  * for a tensor that has f32 values. Returns data. */
 float *cast_model_master(cast_model *m, int i);
+/* Streaming (m->stream): a 16-bit tensor's mapped pages leave the process
+ * once a pass is done with them, and come back from the page cache (or the
+ * file) when next read, so resident memory holds a layer's weights at a
+ * time, not the model's. The values never change (masters are separate
+ * memory and are never released). No-op unless m->stream. */
+void cast_model_release(const cast_model *m, int i);
+/* Every matrix of layer l (cast_model_release of each). */
+void cast_model_release_layer(const cast_model *m, int l);
+
 /* Values [k0, k0 + n) of tensor i as f32 into dst, whatever its form. */
 void cast_model_read(const cast_model *m, int i, int64_t k0, int64_t n, float *dst);
 int cast_model_find(const cast_model *m, const char *name); /* tensor index or -1 */

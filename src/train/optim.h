@@ -21,9 +21,15 @@ typedef struct cast_adamw_opts {
  * its moments are m[i][0, count[i]) and v[i][0, count[i]). */
 typedef struct cast_adamw {
     int n;
-    float **m, **v;   /* per tensor, NULL when none of it is in the range */
+    float **m, **v;   /* per tensor, NULL when none of it is in the range (or the moments are bf16) */
+    uint16_t **hm, **hv; /* half: the same as bf16 */
+    int half;         /* moments held as bf16: half the memory; each update is
+                       * rounded stochastically (unbiased; seeded by step and
+                       * element, so runs repeat), since v's per-step change
+                       * (1 - β2 = 0.1 %) is below bf16's resolution (0.4 %) */
     int64_t *first, *count;
-    float *buffer;    /* m of the whole range, then v of the whole range */
+    float *buffer;    /* m of the whole range, then v of the whole range (f32 moments) */
+    uint16_t *hbuffer; /* the same, bf16 moments */
     int64_t numel;    /* trainable elements in all */
     int64_t lo, hi;   /* the range held here */
     int shards;       /* 1, or the ranks the state is split across */
@@ -31,8 +37,11 @@ typedef struct cast_adamw {
 } cast_adamw;
 
 void cast_adamw_init(cast_adamw *o, const cast_model *m, const cast_mask *k);
-/* This rank's share of the state of `shards` ranks (cast_dist_range). */
+/* This rank's share of the state of `shards` ranks (cast_dist_range); half: bf16 moments. */
 void cast_adamw_init_shard(cast_adamw *o, const cast_model *m, const cast_mask *k, int rank, int shards);
+void cast_adamw_init_as(cast_adamw *o, const cast_model *m, const cast_mask *k, int rank, int shards, int half);
+/* Bytes of moments held here. */
+int64_t cast_adamw_bytes(const cast_adamw *o);
 void cast_adamw_free(cast_adamw *o);
 /* One update with learning rate lr: θ ← θ − lr·(m̂/(√v̂+ε) + wd·θ) on every
  * trainable, unfrozen element in the range. */

@@ -143,8 +143,11 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
     if (sharded) {
         cast_dist_barrier();
         int64_t held = opt->hi - opt->lo;
-        cast_st_entry moments[2] = {{"adam_m", 1, {held, 0}, opt->buffer, NULL, CAST_HALF_NONE},
-                                    {"adam_v", 1, {held, 0}, opt->buffer + held, NULL, CAST_HALF_NONE}};
+        /* bf16 moments are written widened to F32 (exact) and narrowed back exactly on resume */
+        cast_st_entry moments[2] = {
+            {"adam_m", 1, {held, 0}, opt->half ? NULL : opt->buffer, opt->half ? opt->hbuffer : NULL, opt->half ? CAST_HALF_BF16 : CAST_HALF_NONE},
+            {"adam_v", 1, {held, 0}, opt->half ? NULL : opt->buffer + held, opt->half ? opt->hbuffer + held : NULL,
+             opt->half ? CAST_HALF_BF16 : CAST_HALF_NONE}};
         char *sp = shard_path(tmp, rank);
         int bad = held > 0 && cast_st_write(sp, moments, 2, CAST_F32, err);
         free(sp);
@@ -160,11 +163,13 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
         if (!k->trainable[i]) continue;
         const cast_tensor *t = &m->tensors[i];
         const float *src[3] = {t->data, opt->m[i], opt->v[i]};
+        const uint16_t *hsrc[3] = {NULL, opt->hm[i], opt->hv[i]};
         const char *prefix[3] = {"param.", "adam_m.", "adam_v."};
         for (int s = 0; s < (sharded ? 1 : 3); s++) {
             names[n] = cast_xmalloc(strlen(t->name) + 16);
             sprintf(names[n], "%s%s", prefix[s], t->name);
-            e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, src[s], NULL, CAST_HALF_NONE};
+            e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, hsrc[s] ? NULL : src[s], hsrc[s],
+                                   hsrc[s] ? CAST_HALF_BF16 : CAST_HALF_NONE};
             n++;
         }
     }
@@ -224,6 +229,16 @@ int64_t cast_checkpoint_step(const char *dir) {
     return step;
 }
 
+/* Stored moments (f32, possibly unaligned in the file) into bf16 ones:
+ * exact for moments that were bf16 when written. */
+static void narrow(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        float v;
+        memcpy(&v, src + j, 4);
+        dst[j] = cast_f32_to_bf16(v);
+    }
+}
+
 /* Reads a checkpoint into m and opt. An unsharded checkpoint fills any
  * range (a sharded run may resume it); a sharded one needs the same ranks. */
 static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, cast_adamw *opt, int64_t *step, cast_err *err) {
@@ -262,8 +277,10 @@ static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, c
                 goto done;
             }
             const float *from = (const float *)(f.data + x->begin);
+            uint16_t *hdst = s == 1 ? opt->hm[i] : s == 2 ? opt->hv[i] : NULL;
             if (s == 0) memcpy(dst[0], from, sizeof(float) * (size_t)t->numel);
             else if (dst[s]) memcpy(dst[s], from + opt->first[i], sizeof(float) * (size_t)opt->count[i]);
+            else if (hdst) narrow(hdst, from + opt->first[i], opt->count[i]);
         }
     }
     int64_t held = opt->hi - opt->lo;
@@ -277,7 +294,8 @@ static int read_checkpoint(const char *dir, cast_model *m, const cast_mask *k, c
                 cast_fail(err, "%s: no %s of %lld elements (a checkpoint of another run?)", sp, s ? "adam_v" : "adam_m", (long long)held);
                 goto done;
             }
-            memcpy(opt->buffer + s * held, fs.data + x->begin, sizeof(float) * (size_t)held);
+            if (opt->half) narrow(opt->hbuffer + s * held, (const float *)(fs.data + x->begin), held);
+            else memcpy(opt->buffer + s * held, fs.data + x->begin, sizeof(float) * (size_t)held);
         }
     }
     opt->step = adam_step;
@@ -304,8 +322,8 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
     for (int i = 0; i < m->n_tensors; i++) /* trained values are f32 (master weights of 16-bit ones) */
         if (k->trainable[i]) cast_model_master(m, i);
     cast_adamw opt;
-    if (o->shard_optimizer) cast_adamw_init_shard(&opt, m, k, cast_dist_rank(), cast_dist_size());
-    else cast_adamw_init(&opt, m, k);
+    if (o->shard_optimizer) cast_adamw_init_as(&opt, m, k, cast_dist_rank(), cast_dist_size(), o->half_moments);
+    else cast_adamw_init_as(&opt, m, k, 0, 1, o->half_moments);
     cast_grads gs, gu = {0};
     cast_grads_init(&gs, m, k->trainable, 0);
     if (use_utility) cast_grads_init(&gu, m, k->trainable, 0);
@@ -378,7 +396,7 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
         if (o->on_step) {
             double el = cast_now_s() - t0;
             cast_step_log log = {step + 1, total, (int)(step / ((train->n + o->batch - 1) / o->batch)), loss, loss_u, lr, norm, projected,
-                                 el > 0 ? tokens_done / el : 0, el, (opt.hi - opt.lo) * 2 * (int64_t)sizeof(float)};
+                                 el > 0 ? tokens_done / el : 0, el, cast_adamw_bytes(&opt)};
             stop = o->on_step(o->ctx, &log);
         }
         int periodic = o->save_every > 0 && (step + 1) % o->save_every == 0 && step + 1 < total;

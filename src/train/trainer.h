@@ -41,6 +41,8 @@ typedef struct cast_train_opts {
     int resume;          /* continue from checkpoint_dir */
     int shard_optimizer; /* under MPI: each rank keeps the AdamW moments of its share of the
                             trainable elements only (ZeRO stage 1); results are the same */
+    int half_moments;    /* AdamW moments as bf16, stochastically rounded (train/optim.h): half
+                            their memory (8B attention: 5 GiB instead of 10) */
     int final_checkpoint; /* also checkpoint after the last step, so a finished run can be
                              extended (resume with more steps); it stays in checkpoint_dir */
     /* after every step; return non-zero to stop early (no error) */
