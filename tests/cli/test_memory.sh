@@ -51,6 +51,42 @@ worst = max(abs(x - y) for x, y in zip(ca, cb))
 assert worst < 0.05, worst  # bf16-rounded weights against f32 ones
 EOF
 
+# ---- streaming: the same numbers with a layer's weights resident at a time
+"$CAST" diagnose "$B16" --safety "$D/safety.jsonl" --utility "$D/utility.jsonl" --null-permutations 20 --stream on --out "$TMP/s_on" \
+    --threads 1 >/dev/null 2>&1 || fail "diagnose --stream on"
+"$CAST" diagnose "$B16" --safety "$D/safety.jsonl" --utility "$D/utility.jsonl" --null-permutations 20 --stream off --out "$TMP/s_off" \
+    --threads 1 >/dev/null 2>&1 || fail "diagnose --stream off"
+check "--stream on: the same conflict map" cmp -s "$TMP/s_on/conflict_map.json" "$TMP/s_off/conflict_map.json"
+for s in on off; do
+    "$CAST" tune "$B16" --safety "$D/safety.jsonl" --map "$TMP/s_on/conflict_map.json" --steps 3 --batch 2 --grad-accum 1 --stream $s \
+        --delta --json --out "$TMP/t_$s" --threads 1 > "$TMP/t_$s.json" 2>/dev/null || fail "tune --stream $s"
+done
+check "--stream on: the same tuned weights" cmp -s "$TMP/t_on/model.safetensors" "$TMP/t_off/model.safetensors"
+check "--stream on: the same delta" cmp -s "$TMP/t_on/delta.safetensors" "$TMP/t_off/delta.safetensors"
+check "cast_run.json says streamed" [ "$(json_get "$TMP/t_on.json" "j['stream'], j['moments']")" = "True f32" ]
+expect_error "--stream nonsense" "--stream must be auto, on or off" "$CAST" diagnose "$B" --safety "$D/safety.jsonl" \
+    --utility "$D/utility.jsonl" --stream maybe --json
+
+# ---- bf16 AdamW moments: half the state, resumable bit for bit
+T="$TMP/map1/conflict_map.json"
+"$CAST" tune "$B" --safety "$D/safety.jsonl" --map "$T" --steps 4 --batch 2 --grad-accum 1 --moments bf16 --json --out "$TMP/mb" \
+    --threads 1 > "$TMP/mb.json" 2>/dev/null || fail "tune --moments bf16"
+"$CAST" tune "$B" --safety "$D/safety.jsonl" --map "$T" --steps 4 --batch 2 --grad-accum 1 --moments f32 --json --out "$TMP/mf" \
+    --threads 1 > "$TMP/mf.json" 2>/dev/null || fail "tune --moments f32"
+check "bf16 moments: half the optimizer state, said in cast_run.json" /usr/bin/python3 - "$TMP/mb.json" "$TMP/mf.json" <<'EOF'
+import json, sys
+b, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert b["moments"] == "bf16" and f["moments"] == "f32", (b["moments"], f["moments"])
+assert abs(2 * b["optimizer_state_mb_per_rank"] - f["optimizer_state_mb_per_rank"]) <= 0.2, (b, f)
+EOF
+"$CAST" tune "$B" --safety "$D/safety.jsonl" --map "$T" --steps 2 --batch 2 --grad-accum 1 --moments bf16 --save-every 1 --out "$TMP/mr" \
+    --threads 1 >/dev/null 2>&1 || fail "tune --moments bf16, 2 steps"
+"$CAST" tune "$B" --safety "$D/safety.jsonl" --map "$T" --steps 4 --batch 2 --grad-accum 1 --moments bf16 --save-every 1 --resume \
+    --out "$TMP/mr" --threads 1 >/dev/null 2>&1 || fail "tune --moments bf16 --resume"
+check "bf16 moments: 2 steps + resume to 4 = 4 steps, bit for bit" cmp -s "$TMP/mr/model.safetensors" "$TMP/mb/model.safetensors"
+expect_error "--moments nonsense" "--moments must be auto, f32 or bf16" "$CAST" tune "$B" --safety "$D/safety.jsonl" --map "$T" \
+    --moments fp8 --out "$TMP/never"
+
 # ---- --compute
 cpu_bf16=$("$CAST" info "$B" --json | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['cpu_bf16'])")
 if [ "$cpu_bf16" = "none" ]; then
