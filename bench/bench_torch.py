@@ -3,12 +3,14 @@
 
 usage: bench_torch.py --hidden N --layers N --heads N --kv-heads N --inter N --vocab N [--tie]
                       [--head-dim N] --batch B --seq T --mode fwd|fwdbwd|decode
-                      --threads N --iters N [--warmup N] [--json]
+                      --threads N --iters N [--warmup N] [--autocast bf16] [--weights bf16] [--json]
 
 Model: the reference Llama of tests/reference/torch_llama.py (HF eager semantics: RMSNorm,
 RoPE, GQA via repeated kv heads, causal softmax attention, SwiGLU), random weights (std 0.02,
 seed 0), random token ids, all in float32; torch.set_num_threads(threads). OPENBLAS_* and other
-environment variables are left as they are.
+environment variables are left as they are. --autocast bf16 runs each iteration under
+torch.autocast("cpu", dtype=torch.bfloat16) (matmuls in bf16, f32 weights); --weights bf16 holds
+the weights in bf16 (decode: bf16 weights, bf16 compute).
 
 What one iteration is:
   fwd     logits of B x T tokens + mean cross-entropy (next-token, all positions), no autograd.
@@ -106,6 +108,8 @@ def main(argv=None):
     ap.add_argument("--tie", action="store_true", help="lm_head tied to the embeddings")
     ap.add_argument("--mode", choices=("fwd", "fwdbwd", "decode"), required=True)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--autocast", choices=("none", "bf16"), default="none")
+    ap.add_argument("--weights", choices=("f32", "bf16"), default="f32")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.heads % a.kv_heads or a.iters < 1 or a.seq < (2 if a.mode != "decode" else 1):
@@ -113,6 +117,9 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     model = build_model(a)
+    if a.weights == "bf16":
+        for k in model.p:
+            model.p[k] = model.p[k].to(torch.bfloat16)
     B, T = a.batch, a.seq
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, a.vocab, (B, T), generator=gen)
@@ -136,7 +143,7 @@ def main(argv=None):
 
     else:
         tokens = B
-        cache = KVCache(model.cfg, B, T + 1, torch.float32)
+        cache = KVCache(model.cfg, B, T + 1, torch.bfloat16 if a.weights == "bf16" else torch.float32)
         with torch.no_grad():
             last = model.forward(ids, cache=cache, start=0)[:, -1]  # untimed prefill
         nxt = torch.argmax(last, dim=-1, keepdim=True)  # [B, 1]
@@ -144,6 +151,13 @@ def main(argv=None):
         def step():
             with torch.no_grad():
                 torch.argmax(model.forward(nxt, cache=cache, start=T)[:, -1], dim=-1)
+
+    if a.autocast == "bf16":
+        plain = step
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                plain()
 
     for _ in range(a.warmup):
         step()

@@ -161,6 +161,46 @@ void cast_model_read(const cast_model *m, int i, int64_t k0, int64_t n, float *d
     else cast_half_to_f32(dst, t->half + k0, t->half_type, n);
 }
 
+void cast_model_hold_half(cast_model *m, cast_half type) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i].ndim == 2 && m->tensors[i].data ? m->tensors[i].numel : 0;
+    uint16_t *h = cast_xmalloc(sizeof(uint16_t) * (size_t)(n ? n : 1)), *p = h;
+    for (int i = 0; i < m->n_tensors; i++) {
+        cast_tensor *t = &m->tensors[i];
+        if (t->ndim != 2 || !t->data) continue;
+        for (int64_t k = 0; k < t->numel; k++) p[k] = type == CAST_HALF_BF16 ? cast_f32_to_bf16(t->data[k]) : cast_f32_to_f16(t->data[k]);
+        if (m->master && m->master[i]) {
+            free(m->master[i]);
+            m->master[i] = NULL;
+        }
+        t->data = NULL;
+        t->half = p;
+        t->half_type = type;
+        p += t->numel;
+    }
+    free(m->half_buffer);
+    m->half_buffer = h;
+    m->storage = type == CAST_HALF_BF16 ? CAST_BF16 : CAST_F16;
+    /* the f32 values left in the owned buffer (vectors) move to a buffer of their size */
+    if (m->buffer) {
+        int64_t left = 0;
+        for (int i = 0; i < m->n_tensors; i++)
+            if (m->tensors[i].data >= m->buffer && m->tensors[i].data < m->buffer + m->buffer_numel) left += m->tensors[i].numel;
+        float *b = cast_alloc_floats((size_t)(left ? left : 1)), *q = b;
+        for (int i = 0; i < m->n_tensors; i++) {
+            cast_tensor *t = &m->tensors[i];
+            if (t->data >= m->buffer && t->data < m->buffer + m->buffer_numel) {
+                memcpy(q, t->data, sizeof(float) * (size_t)t->numel);
+                t->data = q;
+                q += t->numel;
+            }
+        }
+        free(m->buffer);
+        m->buffer = b;
+        m->buffer_numel = left;
+    }
+}
+
 static const char *const compute_names[] = {"auto", "f32", "bf16"};
 
 int cast_compute_parse(const char *s, cast_compute *out) {
@@ -204,6 +244,7 @@ void cast_model_free(cast_model *m) {
     if (m->master)
         for (int i = 0; i < m->n_tensors; i++) free(m->master[i]);
     free(m->master);
+    free(m->half_buffer);
     memset(m, 0, sizeof *m);
 }
 
@@ -214,6 +255,7 @@ void cast_model_init_random(cast_model *m, const cast_config *cfg, uint64_t seed
     build_table(m);
     int64_t total = cast_model_param_count(m);
     m->buffer = cast_alloc_floats((size_t)total);
+    m->buffer_numel = total;
     cast_rng rng;
     cast_rng_seed(&rng, seed);
     float *p = m->buffer;
@@ -382,6 +424,7 @@ static int model_load(cast_model *m, const char *dir, int weights, cast_err *err
     for (int i = 0; i < m->n_tensors; i++)
         if (!held_in_place(&m->tensors[i], loc[i].file->data + loc[i].st->begin, loc[i].st->dtype)) owned += m->tensors[i].numel;
     m->buffer = owned ? cast_alloc_floats((size_t)owned) : NULL;
+    m->buffer_numel = owned;
     float *p = m->buffer;
     m->storage = loc[0].st->dtype;
     for (int i = 0; i < m->n_tensors; i++) {

@@ -57,12 +57,14 @@ typedef struct cast_model {
     int embed, norm, lm_head; /* lm_head == embed when tied */
     cast_layer_index *layer;  /* [L] */
     float *buffer;         /* owned storage for tensors not mapped from files */
+    int64_t buffer_numel;
     cast_st_file *files;
     int n_files;
     float *gates;          /* [L*H] per-head output gates ξ, 1 by default */
     int bf16;              /* products in bf16 (cast_model_set_compute) */
     int stream;            /* 16-bit weights leave the process after each use (cast_model_release) */
     float **master;        /* [n_tensors] f32 values made by cast_model_master (owned), or NULL */
+    uint16_t *half_buffer; /* owned 16-bit values made by cast_model_hold_half, or NULL */
 } cast_model;
 
 /* How the products are computed. auto: bf16 when the checkpoint is stored
@@ -113,6 +115,11 @@ float *cast_model_master(cast_model *m, int i);
 void cast_model_release(const cast_model *m, int i);
 /* Every matrix of layer l (cast_model_release of each). */
 void cast_model_release_layer(const cast_model *m, int l);
+
+/* Holds every f32 matrix as 16-bit values of `type` instead (rounded to
+ * nearest even), as a checkpoint stored so would be held: benchmarks and
+ * tests of 16-bit weights on models made in memory. Masters go too. */
+void cast_model_hold_half(cast_model *m, cast_half type);
 
 /* Values [k0, k0 + n) of tensor i as f32 into dst, whatever its form. */
 void cast_model_read(const cast_model *m, int i, int64_t k0, int64_t n, float *dst);

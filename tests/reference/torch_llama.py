@@ -304,7 +304,6 @@ class CausalLM:
         dtype = x.dtype
         cos, sin = rope_cos_sin(cfg, torch.arange(start, start + T), dtype)
         S = start + T
-        neg = torch.finfo(dtype).min
         g1 = cfg.gemma
 
         def norm(t, name):
@@ -338,7 +337,7 @@ class CausalLM:
                 v = v.repeat_interleave(H // K, dim=1)
             scale = cfg.attn_scale if cfg.attn_scale is not None else 1 / math.sqrt(d)
             s = softcap(torch.matmul(q, k.transpose(-1, -2)) * scale, cfg.attn_softcap)  # [B, H, T, S]
-            s = s.masked_fill(~mask, neg)
+            s = s.masked_fill(~mask, torch.finfo(s.dtype).min)  # s may be bf16 under autocast
             z = torch.matmul(torch.softmax(s, dim=-1), v)  # [B, H, T, d]
             if gates is not None:
                 z = z * gates[l].view(1, H, 1, 1)
