@@ -10,6 +10,7 @@
 
 #include "cast.h"
 #include "check.h"
+#include "tensor/linear.h" /* whether bf16 runs natively here: the expected answer to a bf16 request */
 
 static char tmp[1024], base[1024], base2[1024];
 
@@ -79,6 +80,22 @@ int main(void) {
     CHECK_MSG(strstr(err.message, "no-such-model") != NULL, "message: %s", err.message);
     CHECK(strcmp(cast_code_name(CAST_ERR_NUMERIC), "numeric") == 0);
     CHECK(strcmp(cast_version(), CAST_VERSION) == 0);
+
+    /* compute: a bad value is an argument error; bf16 only where the CPU has bf16 dot products (or emulated) */
+    cast_llm_params lp;
+    cast_llm_default_params(&lp);
+    lp.compute = "fp8";
+    CHECK(cast_llm_open(base, &lp, &m, &err) == CAST_ERR_ARGUMENT && m == NULL);
+    lp.compute = "f32";
+    CHECK(cast_llm_open(base, &lp, &m, &err) == CAST_OK);
+    cast_llm_free(m);
+    m = NULL;
+    unsetenv("CAST_BF16_EMULATE");
+    lp.compute = "bf16";
+    cast_code bc = cast_llm_open(base, &lp, &m, &err);
+    CHECK(cast_linear_bf16_native() ? bc == CAST_OK : bc == CAST_ERR_ARGUMENT && strstr(err.message, "bf16 dot-product") != NULL);
+    cast_llm_free(m);
+    m = NULL;
 
     CHECK(cast_llm_open(base, NULL, &m, &err) == CAST_OK);
     if (!m) return check_report();
