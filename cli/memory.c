@@ -28,18 +28,12 @@ void cli_memory_plan_print(const char *what, const cast_mem_plan *p) {
     printf(": %s %s\n", p->fits ? "fits" : "DOES NOT FIT", size_text(p->budget, b, 32));
 }
 
-static int longest(const cast_seqs *s) {
-    int64_t mx = 0;
-    for (int b = 0; s && b < s->n; b++) mx = s->off[b + 1] - s->off[b] > mx ? s->off[b + 1] - s->off[b] : mx;
-    return (int)mx;
-}
-
 int cli_memory_check_diagnose(cast_model *m, const cast_seqs *safety, const cast_seqs *utility, cast_diag_opts *o, int stream) {
     cast_mem_opts mo;
     cast_mem_opts_default(&mo);
     mo.storage = m->storage;
     mo.micro_batch = o->micro_batch;
-    mo.seq_len = longest(safety) > longest(utility) ? longest(safety) : longest(utility);
+    mo.seq_len = cast_seqs_longest(safety) > cast_seqs_longest(utility) ? cast_seqs_longest(safety) : cast_seqs_longest(utility);
     mo.threads = omp_get_max_threads();
     mo.grad_passes = o->grad_passes;
     mo.budget = o->memory_budget;
@@ -65,7 +59,7 @@ int cli_memory_check_tune(cast_model *m, const cast_seqs *train, int micro_batch
     cast_mem_opts_default(&mo);
     mo.storage = m->storage;
     mo.micro_batch = micro_batch;
-    mo.seq_len = longest(train);
+    mo.seq_len = cast_seqs_longest(train);
     mo.threads = omp_get_max_threads();
     mo.trained = trained;
     mo.keep_before = keep_before;

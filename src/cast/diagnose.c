@@ -75,12 +75,6 @@ void cast_diag_opts_default(cast_diag_opts *o) {
     o->null_permutations = 1000;
 }
 
-static int longest(const cast_seqs *s) {
-    int64_t mx = 0;
-    for (int b = 0; b < s->n; b++) mx = s->off[b + 1] - s->off[b] > mx ? s->off[b + 1] - s->off[b] : mx;
-    return (int)mx;
-}
-
 int cast_diag_grad_passes(const cast_model *m, const cast_seqs *safety, const cast_seqs *utility, const cast_diag_opts *o) {
     int L = m->cfg.layers;
     if (o->grad_passes > 0) return o->grad_passes < L ? o->grad_passes : L;
@@ -88,7 +82,7 @@ int cast_diag_grad_passes(const cast_model *m, const cast_seqs *safety, const ca
     cast_mem_opts_default(&mo);
     mo.storage = m->storage;
     mo.micro_batch = o->micro_batch > 0 ? o->micro_batch : 4;
-    int ls = longest(safety), lu = longest(utility);
+    int ls = cast_seqs_longest(safety), lu = cast_seqs_longest(utility);
     mo.seq_len = ls > lu ? ls : lu;
     mo.threads = omp_get_max_threads();
     mo.budget = o->memory_budget;

@@ -81,26 +81,43 @@ static int64_t resident_weights(const cast_config *c, cast_dtype storage, int st
     return vec * 4 + 2 * largest + mastered * 4;
 }
 
-void cast_mem_diagnose(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out) {
-    memset(out, 0, sizeof *out);
+/* What both plans share for a micro-batch: budget, activations (recomputed
+ * or not, as the engine will decide), runtime; then streaming or not. */
+typedef struct plan_base {
+    int64_t budget, acts, runtime;
+    int recompute;
+} plan_base;
+
+static plan_base base_of(const cast_config *c, const cast_mem_opts *o) {
     int64_t tokens = (int64_t)o->micro_batch * o->seq_len;
+    plan_base b;
+    b.budget = resolve_budget(o->budget);
+    b.recompute = cast_recompute_auto(c, tokens);
+    b.acts = cast_acts_bytes(c, tokens, o->seq_len, 1, b.recompute, o->threads);
+    b.runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
+    return b;
+}
+
+static void start_plan(cast_mem_plan *out, const plan_base *b, int stream) {
+    memset(out, 0, sizeof *out);
+    out->budget = b->budget;
+    out->recompute = b->recompute;
+    out->activations = b->acts;
+    out->stream = stream;
+    out->runtime = b->runtime + (stream ? CAST_MEM_STREAM_CACHE : 0);
+    out->grad_passes = 1;
+}
+
+void cast_mem_diagnose(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out) {
     int half = o->storage == CAST_BF16 || o->storage == CAST_F16, L = c->layers;
-    int64_t budget = resolve_budget(o->budget), per_layer = 2 * cast_mem_attention_params(c) * 4,
-            gates = 2 * 4 * (int64_t)c->layers * c->heads;
-    int recompute = cast_recompute_auto(c, tokens);
-    int64_t acts = cast_acts_bytes(c, tokens, o->seq_len, 1, recompute, o->threads), runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
+    int64_t per_layer = 2 * cast_mem_attention_params(c) * 4, gates = 2 * 4 * (int64_t)c->layers * c->heads;
+    plan_base b = base_of(c, o);
     /* the fewest passes, streaming before adding passes (a pass costs a forward and a backward; streaming, page faults) */
     int p0 = o->grad_passes > 0 ? (o->grad_passes < L ? o->grad_passes : L) : 1, p1 = o->grad_passes > 0 ? p0 : L;
     for (int p = p0; p <= p1; p++)
         for (int s = o->stream > 0 ? 1 : 0; s <= (o->stream != 0 && half ? 1 : 0); s++) {
-            memset(out, 0, sizeof *out);
-            out->budget = budget;
-            out->recompute = recompute;
-            out->activations = acts;
-            out->runtime = runtime;
+            start_plan(out, &b, s);
             out->grad_passes = p;
-            out->stream = s;
-            out->runtime = runtime + (s ? CAST_MEM_STREAM_CACHE : 0);
             out->weights = resident_weights(c, o->storage, s, 0);
             out->gradients = per_layer * ((L + p - 1) / p) + gates; /* the largest group */
             finish(out);
@@ -109,27 +126,17 @@ void cast_mem_diagnose(const cast_config *c, const cast_mem_opts *o, cast_mem_pl
 }
 
 void cast_mem_tune(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out) {
-    int64_t tokens = (int64_t)o->micro_batch * o->seq_len;
     int64_t D = c->hidden, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
     /* trained tensors are whole q, o (and k, v) matrices, masked by rows / columns */
     int64_t trained = o->trained > 0 ? o->trained : (2 * Hd * D + (o->kv_trained ? 2 * Kd * D : 0)) * c->layers;
     int half = o->storage == CAST_BF16 || o->storage == CAST_F16;
-    int64_t budget = resolve_budget(o->budget);
-    int recompute = cast_recompute_auto(c, tokens);
-    int64_t acts = cast_acts_bytes(c, tokens, o->seq_len, 1, recompute, o->threads), runtime = CAST_MEM_RUNTIME + product_scratch(c, o);
+    plan_base b = base_of(c, o);
     /* streaming first (the same numbers), then bf16 moments (an approximation) */
     int s0 = o->stream > 0, s1 = o->stream != 0 && half, h0 = o->half_moments > 0, h1 = o->half_moments != 0;
     for (int h = h0; h <= h1; h++)
         for (int s = s0; s <= s1; s++) {
-            memset(out, 0, sizeof *out);
-            out->budget = budget;
-            out->grad_passes = 1;
-            out->recompute = recompute;
-            out->activations = acts;
-            out->runtime = runtime;
-            out->stream = s;
+            start_plan(out, &b, s);
             out->half_moments = h;
-            out->runtime = runtime + (s ? CAST_MEM_STREAM_CACHE : 0);
             out->weights = resident_weights(c, o->storage, s, half ? trained : 0);
             out->gradients = trained * 4;
             /* the starting values for a delta: f32 copies (of 16-bit weights, the file's own pages) */

@@ -49,3 +49,9 @@ cast_seqs cast_seqs_slice(const cast_seqs *s, int first, int count) {
     v.labels = s->labels;
     return v;
 }
+
+int cast_seqs_longest(const cast_seqs *s) {
+    int mx = 0;
+    for (int b = 0; s && b < s->n; b++) mx = cast_seqs_len(s, b) > mx ? cast_seqs_len(s, b) : mx;
+    return mx;
+}

@@ -20,6 +20,8 @@ void cast_seqs_free(cast_seqs *s);
 /* Appends one sequence; labels may be NULL (then labels = ids: every token scored). */
 void cast_seqs_push(cast_seqs *s, const int *ids, const int *labels, int len);
 static inline int cast_seqs_len(const cast_seqs *s, int i) { return (int)(s->off[i + 1] - s->off[i]); }
+/* Tokens of the longest sequence (0 for none; s may be NULL). */
+int cast_seqs_longest(const cast_seqs *s);
 /* Number of scored positions: labels[t+1] != -100 within each sequence. */
 int64_t cast_seqs_scored(const cast_seqs *s);
 /* A view of sequences [first, first+count) sharing storage (do not free). */

@@ -31,14 +31,21 @@ static void *scratch(int slot, size_t bytes) {
     return scratch_buf[slot];
 }
 
-/* x rounded to bf16 (as f32), in parallel for large inputs. */
-static const float *rounded(const float *x, int64_t n, int slot) {
-    float *r = scratch(slot, sizeof(float) * (size_t)n);
+/* x rounded to bf16, into scratch `slot`: as f32 values (narrow 0) or as
+ * bf16 values (narrow 1); in parallel chunks for large inputs. */
+static void *to_bf16(const float *x, int64_t n, int slot, int narrow) {
+    void *r = scratch(slot, (size_t)n * (narrow ? sizeof(uint16_t) : sizeof(float)));
     int64_t chunk = 1 << 16;
 #pragma omp parallel for schedule(static) if (CAST_PARALLEL(n))
-    for (int64_t i = 0; i < n; i += chunk) cast_round_bf16_n(r + i, x + i, n - i < chunk ? n - i : chunk);
+    for (int64_t i = 0; i < n; i += chunk) {
+        int64_t k = n - i < chunk ? n - i : chunk;
+        if (narrow) cast_f32_to_bf16_n((uint16_t *)r + i, x + i, k);
+        else cast_round_bf16_n((float *)r + i, x + i, k);
+    }
     return r;
 }
+
+static const float *rounded(const float *x, int64_t n, int slot) { return to_bf16(x, n, slot, 0); }
 
 /* Rows [r0, r0 + rows) x columns [c0, c0 + cols) of W (row length ld) as f32
  * into dst[rows, cols], rounded to bf16 in bf16 compute. */
@@ -178,14 +185,7 @@ static int mm_run(const mm_key *k, const void *A, const void *B, float *C) {
     return rc;
 }
 
-/* v as bf16: in scratch `slot` (converted), or the stored values themselves. */
-static const uint16_t *as_bf16(const float *v, int64_t n, int slot) {
-    uint16_t *r = scratch(slot, sizeof(uint16_t) * (size_t)n);
-    int64_t chunk = 1 << 16;
-#pragma omp parallel for schedule(static) if (CAST_PARALLEL(n))
-    for (int64_t i = 0; i < n; i += chunk) cast_f32_to_bf16_n(r + i, v + i, n - i < chunk ? n - i : chunk);
-    return r;
-}
+static const uint16_t *as_bf16(const float *v, int64_t n, int slot) { return to_bf16(v, n, slot, 1); }
 
 static const uint16_t *weights_bf16(cast_wmat w, int64_t n) {
     if (w.half && w.type == CAST_HALF_BF16) return w.half;
