@@ -1,7 +1,10 @@
+/* madvise (MADV_DONTNEED: Linux's; posix_madvise's variant is a no-op in glibc) */
+#define _DEFAULT_SOURCE
 #include "base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -71,6 +74,12 @@ int cast_read_file(const char *path, char **out, size_t *len, cast_err *err) {
     *len = b.len;
     *out = cast_buf_steal(&b);
     return 0;
+}
+
+void cast_mmap_drop(const void *p, size_t bytes) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1),
+              hi = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 int cast_mmap_open(cast_mmap *m, const char *path, cast_err *err) {

@@ -20,6 +20,10 @@ typedef struct cast_mmap {
 
 int cast_mmap_open(cast_mmap *m, const char *path, cast_err *err);
 void cast_mmap_close(cast_mmap *m);
+/* Hands the whole pages inside [p, p + bytes) of such a mapping back to the
+ * kernel: they reload from the page cache or the file when next read. Only
+ * for values never written (a written page would revert to the file's). */
+void cast_mmap_drop(const void *p, size_t bytes);
 
 /* Atomic output: write through ->fp, then commit (fsync + rename) or abort. */
 typedef struct cast_atomic {

@@ -63,7 +63,7 @@ int cast_delta_write(const char *path, const cast_model *m, const float *const *
             float *d = cast_xmalloc(sizeof(float) * (size_t)t->numel);
             for (int64_t j = 0; j < t->numel; j++) d[j] = now[j] - was[j];
             owned[n_owned++] = d;
-            e[n++] = (cast_st_entry){t->name, t->ndim, {t->shape[0], t->ndim == 2 ? t->shape[1] : 0}, d, NULL, CAST_HALF_NONE};
+            e[n++] = (cast_st_entry){t->name, t->ndim, {t->shape[0], t->ndim == 2 ? t->shape[1] : 0}, d, NULL, CAST_HALF_NONE, 0};
             continue;
         }
         int by_cols = k && k->frozen_cols[i] != NULL;
@@ -91,12 +91,12 @@ int cast_delta_write(const char *path, const cast_model *m, const float *const *
         free(idx);
         owned[n_owned++] = vals;
         owned[n_owned++] = where;
-        e[n] = (cast_st_entry){t->name, t->ndim, {by_cols ? R : keep, by_cols ? keep : C}, vals, NULL, CAST_HALF_NONE};
+        e[n] = (cast_st_entry){t->name, t->ndim, {by_cols ? R : keep, by_cols ? keep : C}, vals, NULL, CAST_HALF_NONE, 0};
         if (t->ndim == 1) e[n].shape[1] = 0;
         n++;
         names[n_names] = cast_xmalloc(strlen(t->name) + 8);
         sprintf(names[n_names], "%s.%s", by_cols ? "cols" : "rows", t->name);
-        e[n++] = (cast_st_entry){names[n_names++], 1, {keep, 0}, where, NULL, CAST_HALF_NONE};
+        e[n++] = (cast_st_entry){names[n_names++], 1, {keep, 0}, where, NULL, CAST_HALF_NONE, 0};
     }
     const char *meta[] = {"cast_delta", fmt == CAST_DELTA_DIFF ? "diff" : "sparse", base_fingerprint ? "cast_base_fingerprint" : NULL,
                           base_fingerprint, NULL};

@@ -1,13 +1,9 @@
-/* madvise (MADV_DONTNEED is Linux's; posix_madvise's variant is a no-op in glibc) */
-#define _DEFAULT_SOURCE
 #include "model/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/file.h"
@@ -124,13 +120,8 @@ cast_wmat cast_model_w(const cast_model *m, int i) {
     return w;
 }
 
-/* Lets the kernel drop the mapped pages of n 16-bit values (only whole
- * pages inside them; they reload from the page cache or the file if read). */
-static void drop_pages(const uint16_t *p, int64_t n) {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1),
-              hi = ((uintptr_t)(p + n)) & ~(page - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
+/* The mapped pages of n 16-bit values back to the kernel (never written: they reload). */
+static void drop_pages(const uint16_t *p, int64_t n) { cast_mmap_drop(p, sizeof(uint16_t) * (size_t)n); }
 
 void cast_model_release(const cast_model *m, int i) {
     if (m->stream && i >= 0 && m->tensors[i].half) drop_pages(m->tensors[i].half, m->tensors[i].numel);
@@ -569,6 +560,7 @@ int cast_model_save(const cast_model *m, const char *dir, cast_dtype dtype, cast
         e[n].data = t->data;
         e[n].half = t->half;
         e[n].half_type = t->half_type;
+        e[n].drop_after = m->stream && t->half && !m->half_buffer; /* mapped, never written */
         n++;
     }
     char *path = cast_path_join(dir, "model.safetensors");

@@ -311,6 +311,7 @@ int cast_st_write_meta(const char *path, const cast_st_entry *entries, int n, ca
         }
         if (!e->data && ((dtype == CAST_BF16 && e->half_type == CAST_HALF_BF16) || (dtype == CAST_F16 && e->half_type == CAST_HALF_F16))) {
             ok = fwrite(e->half, 2, (size_t)numel, a.fp) == (size_t)numel; /* stored as it is held */
+            if (e->drop_after) cast_mmap_drop(e->half, 2 * (size_t)numel);
             continue;
         }
         for (int64_t s = 0; ok && s < numel; s += 4096) {

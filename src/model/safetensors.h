@@ -62,6 +62,7 @@ typedef struct cast_st_entry {
     const float *data;
     const uint16_t *half;
     cast_half half_type;
+    int drop_after; /* half is a read-only file mapping: its pages go back to the kernel once written (cast_mmap_drop) */
 } cast_st_entry;
 int cast_st_write(const char *path, const cast_st_entry *entries, int n, cast_dtype dtype, cast_err *err);
 /* The same with string metadata in "__metadata__": meta holds key, value,

@@ -145,9 +145,9 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
         int64_t held = opt->hi - opt->lo;
         /* bf16 moments are written widened to F32 (exact) and narrowed back exactly on resume */
         cast_st_entry moments[2] = {
-            {"adam_m", 1, {held, 0}, opt->half ? NULL : opt->buffer, opt->half ? opt->hbuffer : NULL, opt->half ? CAST_HALF_BF16 : CAST_HALF_NONE},
+            {"adam_m", 1, {held, 0}, opt->half ? NULL : opt->buffer, opt->half ? opt->hbuffer : NULL, opt->half ? CAST_HALF_BF16 : CAST_HALF_NONE, 0},
             {"adam_v", 1, {held, 0}, opt->half ? NULL : opt->buffer + held, opt->half ? opt->hbuffer + held : NULL,
-             opt->half ? CAST_HALF_BF16 : CAST_HALF_NONE}};
+             opt->half ? CAST_HALF_BF16 : CAST_HALF_NONE, 0}};
         char *sp = shard_path(tmp, rank);
         int bad = held > 0 && cast_st_write(sp, moments, 2, CAST_F32, err);
         free(sp);
@@ -169,7 +169,7 @@ static int write_checkpoint(const char *dir, const cast_model *m, const cast_mas
             names[n] = cast_xmalloc(strlen(t->name) + 16);
             sprintf(names[n], "%s%s", prefix[s], t->name);
             e[n] = (cast_st_entry){names[n], t->ndim, {t->shape[0], t->shape[1]}, hsrc[s] ? NULL : src[s], hsrc[s],
-                                   hsrc[s] ? CAST_HALF_BF16 : CAST_HALF_NONE};
+                                   hsrc[s] ? CAST_HALF_BF16 : CAST_HALF_NONE, 0};
             n++;
         }
     }
