@@ -60,8 +60,8 @@ static int close_f32(const float *a, const float *b, int64_t n) {
 static void test_linear_bits(void) {
     cast_rng r;
     cast_rng_seed(&r, 7);
-    /* N, in, out: one token, odd sizes, panels of several rows and columns */
-    int shapes[][3] = {{1, 64, 96}, {3, 33, 17}, {37, 200, 1500}, {64, 1536, 576}, {5, 4100, 70}};
+    /* N, in, out: decoding (1-4 tokens: the bf16 GEMV, with tails), odd sizes, panels of several rows and columns */
+    int shapes[][3] = {{1, 64, 96}, {1, 1003, 40}, {2, 77, 300}, {3, 33, 17}, {4, 520, 9}, {37, 200, 1500}, {64, 1536, 576}, {5, 4100, 70}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int N = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
         for (int ty = 1; ty <= 2; ty++) {
