@@ -107,41 +107,43 @@ static void panel_bwd_dx(float *dx, const float *dy, cast_wmat w, int64_t N, int
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 /* 8 bf16 values widened to f32 */
-__attribute__((target("avx2,fma"))) static inline __m256 widen8(const uint16_t *p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+#define WIDEN8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+
+/* Output o of every token. A function of its own with the target attribute
+ * (an OpenMP-outlined loop body would not carry it). */
+__attribute__((target("avx2,fma"))) static void gemv_row(float *y, const float *x, const uint16_t *w, int64_t N, int in, int out,
+                                                          int o, int accumulate) {
+    const uint16_t *row = w + (int64_t)o * in;
+    __m256 acc[GEMV_MAX_TOKENS];
+    for (int64_t t = 0; t < N; t++) acc[t] = _mm256_setzero_ps();
+    int i = 0;
+    if (N == 1) { /* four chains: one FMA chain would wait on its own latency */
+        __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (; i + 32 <= in; i += 32) {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), WIDEN8(row + i), acc[0]);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), WIDEN8(row + i + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), WIDEN8(row + i + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), WIDEN8(row + i + 24), a3);
+        }
+        acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], a1), _mm256_add_ps(a2, a3));
+    }
+    for (; i + 8 <= in; i += 8) {
+        __m256 wv = WIDEN8(row + i);
+        for (int64_t t = 0; t < N; t++) acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * in + i), wv, acc[t]);
+    }
+    for (int64_t t = 0; t < N; t++) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        float sum = _mm_cvtss_f32(s);
+        for (int k = i; k < in; k++) sum += x[t * in + k] * cast_bf16_to_f32(row[k]);
+        y[t * out + o] = accumulate ? y[t * out + o] + sum : sum;
+    }
 }
 
-__attribute__((target("avx2,fma"))) static void gemv_bf16_avx2(float *y, const float *x, const uint16_t *w, int64_t N, int in, int out,
-                                                                int accumulate) {
+static void gemv_bf16_avx2(float *y, const float *x, const uint16_t *w, int64_t N, int in, int out, int accumulate) {
 #pragma omp parallel for schedule(static) if ((int64_t)in * out >= (1 << 18))
-    for (int o = 0; o < out; o++) {
-        const uint16_t *row = w + (int64_t)o * in;
-        __m256 acc[GEMV_MAX_TOKENS];
-        for (int64_t t = 0; t < N; t++) acc[t] = _mm256_setzero_ps();
-        int i = 0;
-        if (N == 1) { /* four chains: one FMA chain would wait on its own latency */
-            __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-            for (; i + 32 <= in; i += 32) {
-                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), widen8(row + i), acc[0]);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), widen8(row + i + 8), a1);
-                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), widen8(row + i + 16), a2);
-                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), widen8(row + i + 24), a3);
-            }
-            acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], a1), _mm256_add_ps(a2, a3));
-        }
-        for (; i + 8 <= in; i += 8) {
-            __m256 wv = widen8(row + i);
-            for (int64_t t = 0; t < N; t++) acc[t] = _mm256_fmadd_ps(_mm256_loadu_ps(x + t * in + i), wv, acc[t]);
-        }
-        for (int64_t t = 0; t < N; t++) {
-            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            float sum = _mm_cvtss_f32(s);
-            for (int k = i; k < in; k++) sum += x[t * in + k] * cast_bf16_to_f32(row[k]);
-            y[t * out + o] = accumulate ? y[t * out + o] + sum : sum;
-        }
-    }
+    for (int o = 0; o < out; o++) gemv_row(y, x, w, N, in, out, o, accumulate);
 }
 
 static int have_avx2_fma(void) {
