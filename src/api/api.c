@@ -84,14 +84,12 @@ cast_code cast_llm_open(const char *dir, const cast_llm_params *p, cast_llm **ou
     if (!p) cast_llm_default_params(&d), p = &d;
     if (!dir || !out) return fail_arg(err, "cast_llm_open: dir and out are required");
     *out = NULL;
+    cast_compute compute = CAST_COMPUTE_AUTO;
+    if (p->compute && cast_compute_parse(p->compute, &compute))
+        return fail_arg(err, "cast_llm_open: compute must be \"auto\", \"f32\" or \"bf16\"");
     cast_llm *m = cast_xcalloc(1, sizeof *m);
     cast_err e = {0};
     if (p->threads > 0) cast_set_threads(p->threads);
-    cast_compute compute = CAST_COMPUTE_AUTO;
-    if (p->compute && cast_compute_parse(p->compute, &compute)) {
-        free(m);
-        return fail_arg(err, "cast_llm_open: compute must be \"auto\", \"f32\" or \"bf16\"");
-    }
     if (cast_model_load_as(&m->m, dir, compute, &e) || cast_chat_open_folder(dir, p->chat_template, &m->tok, &m->tpl, &e)) goto fail;
     *out = m;
     return ok(err);

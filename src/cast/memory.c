@@ -27,30 +27,10 @@ static int64_t resolve_budget(int64_t budget) {
     return phys > ((int64_t)2 << 30) ? phys - ((int64_t)1 << 30) : phys;
 }
 
-int64_t cast_mem_attention_params(const cast_config *c) {
-    int64_t D = c->hidden, Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
-    int64_t n = 2 * Hd * D + 2 * Kd * D;
-    if (c->qkv_bias) n += Hd + 2 * Kd;
-    if (c->o_bias) n += D;
-    return n;
-}
-
-/* matrices and vectors of the whole model */
-static void param_counts(const cast_config *c, int64_t *matrices, int64_t *vectors) {
-    int64_t D = c->hidden, F = c->inter, V = c->vocab;
-    int64_t Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
-    int64_t mat = V * D * (c->tie_embeddings ? 1 : 2), vec = D;
-    int64_t per_mat = 2 * Hd * D + 2 * Kd * D + 3 * F * D;
-    int64_t per_vec = 2 * D + (c->qkv_bias ? Hd + 2 * Kd : 0) + (c->o_bias ? D : 0) + (c->mlp_bias ? 2 * F + D : 0) +
-                      (c->qk_norm ? 2 * c->head_dim : 0) + (c->gemma ? 2 * D : 0);
-    *matrices = mat + per_mat * c->layers;
-    *vectors = vec + per_vec * c->layers;
-}
-
 int64_t cast_mem_weights(const cast_config *c, cast_dtype storage) {
-    int64_t mat, vec;
-    param_counts(c, &mat, &vec);
-    return mat * (storage == CAST_BF16 || storage == CAST_F16 ? 2 : 4) + vec * 4;
+    cast_shape_counts n;
+    cast_model_shape_counts(c, &n);
+    return n.matrices * (storage == CAST_BF16 || storage == CAST_F16 ? 2 : 4) + n.vectors * 4;
 }
 
 /* The products' scratch: a weight panel per thread (~1 MiB) and the
@@ -71,14 +51,13 @@ static void finish(cast_mem_plan *p) {
  * matrix), plus f32 masters of `mastered` values held 16-bit on disk. */
 static int64_t resident_weights(const cast_config *c, cast_dtype storage, int stream, int64_t mastered) {
     int half = storage == CAST_BF16 || storage == CAST_F16;
-    int64_t all = cast_mem_weights(c, storage), mat, vec;
-    param_counts(c, &mat, &vec);
+    int64_t all = cast_mem_weights(c, storage);
     if (!half) return all;
-    int64_t masters = mastered * 2; /* 4 bytes replace 2 */
-    if (!stream) return all + masters;
-    int64_t D = c->hidden, per_layer = (mat - (int64_t)c->vocab * D * (c->tie_embeddings ? 1 : 2)) / c->layers;
-    int64_t largest = (int64_t)c->vocab * D > per_layer ? (int64_t)c->vocab * D : per_layer;
-    return vec * 4 + 2 * largest + mastered * 4;
+    if (!stream) return all + mastered * 2; /* 4 bytes replace 2 */
+    cast_shape_counts n;
+    cast_model_shape_counts(c, &n);
+    int64_t largest = n.largest_matrix > n.layer_matrices ? n.largest_matrix : n.layer_matrices;
+    return n.vectors * 4 + 2 * largest + mastered * 4;
 }
 
 /* What both plans share for a micro-batch: budget, activations (recomputed
@@ -110,7 +89,9 @@ static void start_plan(cast_mem_plan *out, const plan_base *b, int stream) {
 
 void cast_mem_diagnose(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out) {
     int half = o->storage == CAST_BF16 || o->storage == CAST_F16, L = c->layers;
-    int64_t per_layer = 2 * cast_mem_attention_params(c) * 4, gates = 2 * 4 * (int64_t)c->layers * c->heads;
+    cast_shape_counts n;
+    cast_model_shape_counts(c, &n);
+    int64_t per_layer = 2 * n.layer_attention * 4, gates = 2 * 4 * (int64_t)c->layers * c->heads;
     plan_base b = base_of(c, o);
     /* the fewest passes, streaming before adding passes (a pass costs a forward and a backward; streaming, page faults) */
     int p0 = o->grad_passes > 0 ? (o->grad_passes < L ? o->grad_passes : L) : 1, p1 = o->grad_passes > 0 ? p0 : L;

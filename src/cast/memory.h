@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "model/config.h"
+#include "model/model.h"
 #include "model/safetensors.h"
 
 #define CAST_MEM_RUNTIME ((int64_t)400 << 20) /* the runtime allowance */
@@ -50,8 +51,6 @@ void cast_mem_opts_default(cast_mem_opts *o);
 int64_t cast_mem_physical(void);
 /* Weights as held for the given storage dtype. */
 int64_t cast_mem_weights(const cast_config *c, cast_dtype storage);
-/* Attention parameters (q, k, v, o and their biases) of one layer. */
-int64_t cast_mem_attention_params(const cast_config *c);
 void cast_mem_diagnose(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out);
 void cast_mem_tune(const cast_config *c, const cast_mem_opts *o, cast_mem_plan *out);
 

@@ -104,13 +104,16 @@ cast_acts *cast_acts_new(void) {
 
 void cast_acts_set_recompute(cast_acts *a, int mode) { a->recompute_mode = mode < 0 ? -1 : mode != 0; }
 
-/* Bytes of the per-layer activations a backward pass keeps for all layers. */
+static size_t acts_layout(cast_acts *a, const cast_config *c, int64_t N, int stored, int keep, int backward, size_t attn_per_thread,
+                          int threads);
+
+/* Bytes of the per-layer activations a backward pass keeps for all layers:
+ * the layout with every layer stored, less the layout with none. */
 static int64_t stored_bytes(const cast_config *c, int64_t N) {
-    int64_t Hd = (int64_t)c->heads * c->head_dim, Kd = (int64_t)c->kv_heads * c->head_dim;
-    int64_t per = 4 * c->hidden + 2 * Hd + 2 * Kd + c->heads + 2 * (int64_t)c->inter + 2;
-    if (c->qk_norm) per += Hd + Kd + c->heads + c->kv_heads;
-    if (c->gemma) per += 2 * c->hidden + 2;
-    return per * N * c->layers * (int64_t)sizeof(float);
+    cast_acts probe;
+    memset(&probe, 0, sizeof probe);
+    size_t all = acts_layout(&probe, c, N, c->layers, 0, 1, 0, 1), none = acts_layout(&probe, c, N, 0, 0, 1, 0, 1);
+    return (int64_t)(all - none);
 }
 
 int cast_recompute_auto(const cast_config *c, int64_t tokens) { return stored_bytes(c, tokens) > CAST_RECOMPUTE_ABOVE; }
@@ -200,12 +203,13 @@ static size_t acts_layout(cast_acts *a, const cast_config *c, int64_t N, int sto
     return off;
 }
 
+static size_t attn_scratch_one(const cast_config *c, size_t n, size_t past);
+
 int64_t cast_acts_bytes(const cast_config *c, int64_t tokens, int longest, int backward, int recompute, int threads) {
     cast_acts probe;
     memset(&probe, 0, sizeof probe);
-    size_t per = (size_t)longest * (size_t)longest * (c->attn_softcap > 0 ? 3 : 2);
-    return (int64_t)acts_layout(&probe, c, tokens, backward && !recompute ? c->layers : 1, backward && recompute, backward, per,
-                                threads);
+    return (int64_t)acts_layout(&probe, c, tokens, backward && !recompute ? c->layers : 1, backward && recompute, backward,
+                                attn_scratch_one(c, (size_t)longest, 0), threads);
 }
 
 /* Lays out every buffer in one block; grows when a larger batch comes. */
@@ -461,12 +465,15 @@ static int64_t prepare(pass *P) {
 }
 
 /* Forward: n·(past + n) scores; backward: 2·n·n (3·n·n with soft-capping). */
+static size_t attn_scratch_one(const cast_config *c, size_t n, size_t past) {
+    size_t per = c->attn_softcap > 0 ? 3 : 2;
+    return n * (past + n) > per * n * n ? n * (past + n) : per * n * n;
+}
+
 static size_t attn_scratch_need(const cast_model *m, const cast_seqs *s, const cast_kv *kv, const int *slot_of) {
-    size_t need = 1, per = m->cfg.attn_softcap > 0 ? 3 : 2;
+    size_t need = 1;
     for (int b = 0; b < s->n; b++) {
-        size_t n = (size_t)(s->off[b + 1] - s->off[b]);
-        size_t past = kv ? (size_t)kv->len[slot_of ? slot_of[b] : b] : 0;
-        size_t x = n * (past + n) > per * n * n ? n * (past + n) : per * n * n;
+        size_t x = attn_scratch_one(&m->cfg, (size_t)(s->off[b + 1] - s->off[b]), kv ? (size_t)kv->len[slot_of ? slot_of[b] : b] : 0);
         need = x > need ? x : need;
     }
     return need;

@@ -4,11 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "base/buf.h"
+#include "base/cpu.h"
 #include "base/file.h"
 #include "base/json.h"
-#include "base/cpu.h"
 #include "base/rng.h"
 
 static int add_tensor(cast_model *m, int *cap, const char *name, int64_t rows, int64_t cols) {
@@ -102,6 +101,37 @@ int64_t cast_model_param_count(const cast_model *m) {
     return n;
 }
 
+/* Values of the distinct tensors among idx[n] (-1 skipped; a fused tensor,
+ * named by several indices, counted once), matrices only if asked. */
+static int64_t distinct_numel(const cast_model *m, const int *idx, size_t n, int matrices_only) {
+    int64_t sum = 0;
+    for (size_t k = 0; k < n; k++) {
+        int seen = idx[k] < 0 || (matrices_only && m->tensors[idx[k]].ndim != 2);
+        for (size_t j = 0; j < k && !seen; j++) seen = idx[j] == idx[k];
+        if (!seen) sum += m->tensors[idx[k]].numel;
+    }
+    return sum;
+}
+
+void cast_model_shape_counts(const cast_config *c, cast_shape_counts *out) {
+    cast_model m;
+    memset(&m, 0, sizeof m);
+    m.cfg = *c;
+    build_table(&m);
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < m.n_tensors; i++) {
+        const cast_tensor *t = &m.tensors[i];
+        if (t->ndim == 2) out->matrices += t->numel;
+        else out->vectors += t->numel;
+        if (t->ndim == 2 && t->numel > out->largest_matrix) out->largest_matrix = t->numel;
+    }
+    const cast_layer_index *x = &m.layer[0];
+    int idx[] = CAST_LAYER_TENSORS(x), attn[] = {x->wq, x->bq, x->wk, x->bk, x->wv, x->bv, x->wo, x->bo};
+    out->layer_matrices = distinct_numel(&m, idx, sizeof idx / sizeof idx[0], 1);
+    out->layer_attention = distinct_numel(&m, attn, sizeof attn / sizeof attn[0], 0);
+    cast_model_free(&m);
+}
+
 int64_t cast_model_weight_bytes(const cast_model *m) {
     int64_t n = 0;
     for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i].numel * (m->tensors[i].data ? 4 : 2);
@@ -120,11 +150,18 @@ cast_wmat cast_model_w(const cast_model *m, int i) {
     return w;
 }
 
-/* The mapped pages of n 16-bit values back to the kernel (never written: they reload). */
-static void drop_pages(const uint16_t *p, int64_t n) { cast_mmap_drop(p, sizeof(uint16_t) * (size_t)n); }
+/* Whether tensor t's 16-bit values are the file's mapped pages, which may
+ * go back to the kernel and reload: not values made in memory
+ * (cast_model_hold_half), which dropping would zero. */
+static int mapped_half(const cast_model *m, const cast_tensor *t) { return t->half && !m->half_buffer; }
+
+/* The mapped pages of a 16-bit tensor back to the kernel (never written: they reload). */
+static void drop_pages(const cast_model *m, const cast_tensor *t) {
+    if (mapped_half(m, t)) cast_mmap_drop(t->half, sizeof(uint16_t) * (size_t)t->numel);
+}
 
 void cast_model_release(const cast_model *m, int i) {
-    if (m->stream && i >= 0 && m->tensors[i].half) drop_pages(m->tensors[i].half, m->tensors[i].numel);
+    if (m->stream && i >= 0) drop_pages(m, &m->tensors[i]);
 }
 
 void cast_model_release_layer(const cast_model *m, int l) {
@@ -139,7 +176,7 @@ float *cast_model_master(cast_model *m, int i) {
     if (!m->master) m->master = cast_xcalloc((size_t)m->n_tensors, sizeof(float *));
     float *v = cast_alloc_floats((size_t)t->numel);
     cast_half_to_f32(v, t->half, t->half_type, t->numel);
-    drop_pages(t->half, t->numel); /* no longer read */
+    drop_pages(m, t); /* no longer read */
     m->master[i] = t->data = v;
     t->half = NULL;
     t->half_type = CAST_HALF_NONE;
@@ -560,7 +597,7 @@ int cast_model_save(const cast_model *m, const char *dir, cast_dtype dtype, cast
         e[n].data = t->data;
         e[n].half = t->half;
         e[n].half_type = t->half_type;
-        e[n].drop_after = m->stream && t->half && !m->half_buffer; /* mapped, never written */
+        e[n].drop_after = m->stream && mapped_half(m, t);
         n++;
     }
     char *path = cast_path_join(dir, "model.safetensors");

@@ -98,6 +98,13 @@ void cast_model_free(cast_model *m);
 int cast_model_save(const cast_model *m, const char *dir, cast_dtype dtype, cast_err *err);
 
 int64_t cast_model_param_count(const cast_model *m); /* tied weights counted once */
+/* Values in the tensor table a config implies (no weights needed): all
+ * matrices, all vectors, the matrices of one layer, the largest matrix,
+ * and one layer's attention (q, k, v, o and their biases). */
+typedef struct cast_shape_counts {
+    int64_t matrices, vectors, layer_matrices, largest_matrix, layer_attention;
+} cast_shape_counts;
+void cast_model_shape_counts(const cast_config *c, cast_shape_counts *out);
 /* Bytes the weights take in memory as held now (16-bit or f32, masters included). */
 int64_t cast_model_weight_bytes(const cast_model *m);
 

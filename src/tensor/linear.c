@@ -185,6 +185,17 @@ static _Thread_local uint64_t mm_clock;
 static _Thread_local dnnl_engine_t dnnl_eng;
 static _Thread_local dnnl_stream_t dnnl_str;
 
+/* The memory descriptors of key k: A [M,K], B [K,N] with their strides, C [M,N] f32 row-major. 0 or -1. */
+static int mm_descs(const mm_key *k, dnnl_memory_desc_t *a, dnnl_memory_desc_t *b, dnnl_memory_desc_t *c) {
+    dnnl_dims_t da = {k->M, k->K}, sa = {k->sa0, k->sa1}, db = {k->K, k->N}, sb = {k->sb0, k->sb1}, dc = {k->M, k->N},
+                sc = {k->N, 1};
+    dnnl_data_type_t in = k->f32 ? dnnl_f32 : dnnl_bf16;
+    return dnnl_memory_desc_init_by_strides(a, 2, da, in, sa) || dnnl_memory_desc_init_by_strides(b, 2, db, in, sb) ||
+                   dnnl_memory_desc_init_by_strides(c, 2, dc, dnnl_f32, sc)
+               ? -1
+               : 0;
+}
+
 /* A matmul dst[M,N] f32 (= or +=) A[M,K]·B[K,N], A and B bf16 with the given
  * strides; NULL when oneDNN cannot make it. Kept per shape (least recently
  * used goes): making one costs far more than running it. */
@@ -203,17 +214,12 @@ static dnnl_primitive_t mm_get(const mm_key *k) {
         if (e->used < slot->used) slot = e;
     }
     dnnl_memory_desc_t a, b, c;
-    dnnl_dims_t da = {k->M, k->K}, sa = {k->sa0, k->sa1}, db = {k->K, k->N}, sb = {k->sb0, k->sb1}, dc = {k->M, k->N},
-                sc = {k->N, 1};
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_t prim = NULL;
-    dnnl_data_type_t in = k->f32 ? dnnl_f32 : dnnl_bf16;
-    int ok = !dnnl_memory_desc_init_by_strides(&a, 2, da, in, sa) && !dnnl_memory_desc_init_by_strides(&b, 2, db, in, sb) &&
-             !dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc) && !dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) &&
-             !dnnl_primitive_attr_create(&attr);
+    int ok = !mm_descs(k, &a, &b, &c) && !dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) && !dnnl_primitive_attr_create(&attr);
     if (ok && k->accumulate)
         ok = !dnnl_post_ops_create(&po) && !dnnl_post_ops_append_sum(po, 1.0f) && !dnnl_primitive_attr_set_post_ops(attr, po);
     ok = ok && !dnnl_primitive_desc_create(&pd, &md, attr, dnnl_eng, NULL) && !dnnl_primitive_create(&prim, pd);
@@ -233,15 +239,9 @@ static int mm_run(const mm_key *k, const void *A, const void *B, float *C) {
     dnnl_primitive_t prim = mm_get(k);
     if (!prim) return -1;
     dnnl_memory_desc_t a, b, c;
-    dnnl_dims_t da = {k->M, k->K}, sa = {k->sa0, k->sa1}, db = {k->K, k->N}, sb = {k->sb0, k->sb1}, dc = {k->M, k->N},
-                sc = {k->N, 1};
-    dnnl_data_type_t in = k->f32 ? dnnl_f32 : dnnl_bf16;
-    dnnl_memory_desc_init_by_strides(&a, 2, da, in, sa);
-    dnnl_memory_desc_init_by_strides(&b, 2, db, in, sb);
-    dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc);
     dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
     int rc = -1;
-    if (!dnnl_memory_create(&ma, &a, dnnl_eng, (void *)(uintptr_t)A) && !dnnl_memory_create(&mb, &b, dnnl_eng, (void *)(uintptr_t)B) &&
+    if (!mm_descs(k, &a, &b, &c) && !dnnl_memory_create(&ma, &a, dnnl_eng, (void *)(uintptr_t)A) && !dnnl_memory_create(&mb, &b, dnnl_eng, (void *)(uintptr_t)B) &&
         !dnnl_memory_create(&mc, &c, dnnl_eng, C)) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
         rc = dnnl_primitive_execute(prim, dnnl_str, 3, args) || dnnl_stream_wait(dnnl_str) ? -1 : 0;

@@ -322,8 +322,7 @@ int cast_train(cast_model *m, const cast_mask *k, const cast_seqs *train, const 
     for (int i = 0; i < m->n_tensors; i++) /* trained values are f32 (master weights of 16-bit ones) */
         if (k->trainable[i]) cast_model_master(m, i);
     cast_adamw opt;
-    if (o->shard_optimizer) cast_adamw_init_as(&opt, m, k, cast_dist_rank(), cast_dist_size(), o->half_moments);
-    else cast_adamw_init_as(&opt, m, k, 0, 1, o->half_moments);
+    cast_adamw_init_as(&opt, m, k, o->shard_optimizer ? cast_dist_rank() : 0, o->shard_optimizer ? cast_dist_size() : 1, o->half_moments);
     cast_grads gs, gu = {0};
     cast_grads_init(&gs, m, k->trainable, 0);
     if (use_utility) cast_grads_init(&gu, m, k->trainable, 0);
