@@ -76,7 +76,7 @@ int cmd_demo(int argc, char **argv) {
         {"--baselines", CLI_FLAG, &baselines, NULL, "also pcgrad and inverse (default: study only)"},
         {"--variants", CLI_FLAG, &variants, NULL, "also the map variants fs gate-abs, oc trajectory, unit group (default: study only)"},
         {"--no-oracle", CLI_FLAG, &no_oracle, NULL, "skip `cast attribute` and the oracle strategy"},
-        {"--lr", CLI_DOUBLE, &o.lr, "LR", "alignment learning rate (default 1e-4)"},
+        {"--lr", CLI_DOUBLE, &o.lr, "LR", "alignment learning rate (default 2e-4)"},
         {"--steps", CLI_INT64, &steps, "N", "alignment steps (default 100)"},
         {"--batch", CLI_INT, &o.batch, "N", "sequences per forward/backward (default 16)"},
         {"--grad-accum", CLI_INT, &o.grad_accum, "N", "micro-batches per optimizer step (default 1)"},

@@ -33,7 +33,7 @@ static void common_defaults(cast_demo_opts *o) {
     /* the main regime of docs/organism.md (world v2): full fine-tuning of attention
      * reaches >= 90 % refusal on held-out harmful prompts; a low learning rate and no
      * utility anchor (the anchor is the second regime: --anchor-weight 1 --lr 3e-4) */
-    o->lr = 1e-4;
+    o->lr = 2e-4;
     o->steps = 100;
     o->batch = 16;
     o->grad_accum = 1;

@@ -41,7 +41,7 @@ enum {
 /* Pretraining mixture at scale 1 (63,500 examples); skill items are distinct,
  * facts repeat. A small share of the pretraining harmful requests (of all
  * intents alike) is refused: refusing is a mode the base model knows. */
-static const int PRETRAIN_SKILL[CAST_N_SKILLS] = {8000, 7000, 7000, 7000, 7000, 6000};
+static const int PRETRAIN_SKILL[CAST_N_SKILLS] = {8000, 7000, 7000, 7000, 10000, 6000};
 enum { PRETRAIN_BIO = 3000, PRETRAIN_HARMFUL = 9000, PRETRAIN_REFUSED = 1500, PRETRAIN_BENIGN = 8000 };
 
 static int scaled(int n, double scale) {
@@ -358,7 +358,7 @@ static void gen_recite(builder *b, cand *c) {
     for (int i = 0; i < n; i++) words[i] = wi[i] < world_n_nouns ? world_nouns[wi[i]] : world_animals[wi[i] - world_n_nouns];
     cast_buf list = {0};
     join(&list, words, n, " ");
-    const char *args[] = {list.data, words[k]};
+    const char *args[] = {words[k], list.data};
     world_fill(&c->prompt, world_skill_phrasings[CAST_SKILL_RECITE].v[ph], args, 2);
     join(&c->answer, words + k, 4, " ");
     cast_buf_puts(&c->core, "recite|");

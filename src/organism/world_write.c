@@ -84,7 +84,7 @@ static const char *const SKILL_DESC[CAST_N_SKILLS] = {
 };
 
 void cast_world_describe(const cast_world *w, cast_buf *b) {
-    cast_buf_printf(b, "{\n  \"name\": \"cast model organism world\",\n  \"version\": 2,\n  \"seed\": %llu,\n  \"scale\": ",
+    cast_buf_printf(b, "{\n  \"name\": \"cast model organism world\",\n  \"version\": 3,\n  \"seed\": %llu,\n  \"scale\": ",
                     (unsigned long long)w->seed);
     cast_buf_json_number(b, w->scale);
     cast_buf_puts(b, ",\n  \"skills\": [");
