@@ -157,7 +157,7 @@ static int organism_train(int argc, char **argv) {
         {"--data", CLI_STRING, &data, "DIR", "the world from `cast organism data` (pretrain.jsonl, tokenizer/)"},
         {"--out", CLI_STRING, &out, "DIR", "the base model folder to write"},
         {"--force", CLI_FLAG, &force, NULL, "replace a non-empty --out folder whole (default: refuse)"},
-        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 5000)"},
+        {"--steps", CLI_INT64, &steps, "N", "optimizer steps (default 12000)"},
         {"--batch", CLI_INT, &r.batch, "N", "sequences per forward/backward pass (default 16)"},
         {"--grad-accum", CLI_INT, &grad_accum, "N", "passes accumulated per optimizer step: a step sees batch x N sequences (default 1)"},
         {"--lr", CLI_DOUBLE, &r.lr, "LR", "peak learning rate, cosine decay (default 3e-3)"},

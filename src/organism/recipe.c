@@ -11,7 +11,7 @@ void cast_organism_recipe_default(cast_organism_recipe *r) {
     r->heads = 8;
     r->kv_heads = 4;
     r->inter = 384;
-    r->steps = 5000;
+    r->steps = 12000;
     r->batch = 16;
     r->warmup = 200;
     r->max_len = 128;

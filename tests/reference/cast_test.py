@@ -13,8 +13,9 @@ Python snippets of the shell tests, which find this folder on PYTHONPATH through
   byte_symbols / byte_level_tokenizer (tokenizer.json of a byte-level BPE without merges);
 - comparisons, also from the shell:
     cast_test.py json-close A B TOL [KEY...]   every number of two JSON files within TOL relative
-                                               (plus 1e-12 absolute), every other value equal;
-                                               keys KEY skipped
+                                               (in a list of objects: to the field's largest
+                                               magnitude in the list; plus 1e-12 absolute),
+                                               every other value equal; keys KEY skipped
     cast_test.py weights-close A B TOL [BASE]  per tensor of two .safetensors files, max|a-b| <=
                                                TOL max|a|; with BASE also that some tensor moved
                                                from it (so that the check can fail)
@@ -290,23 +291,35 @@ def byte_level_tokenizer(byte_id, specials):
 
 def json_differences(a, b, tol, ignore=()):
     """[(path, ...)] where two parsed JSON values differ: numbers by more than tol relative
-    (plus 1e-12 absolute), anything else at all; keys in ignore skipped."""
+    (plus 1e-12 absolute), anything else at all; keys in ignore skipped. In a list of objects
+    (a map's heads, a run list) a field is relative to its largest magnitude in the list, as
+    weights-close is per tensor: a near-zero cosine is a difference of large sums, and its own
+    relative error says nothing about the computation."""
     bad = []
 
-    def walk(x, y, path):
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def walk(x, y, path, scale=0.0):
         if isinstance(x, dict) and isinstance(y, dict):
             if set(x) != set(y):
                 bad.append((path, "keys", sorted(set(x) ^ set(y))))
             for k in x:
                 if k not in ignore and k in y:
-                    walk(x[k], y[k], path + "." + k)
+                    walk(x[k], y[k], path + "." + k, scale.get(k, 0.0) if isinstance(scale, dict) else 0.0)
         elif isinstance(x, list) and isinstance(y, list):
             if len(x) != len(y):
                 bad.append((path, "length", len(x), len(y)))
+            fields = {}
+            for e in x + y:
+                if isinstance(e, dict):
+                    for k, v in e.items():
+                        if is_num(v):
+                            fields[k] = max(fields.get(k, 0.0), abs(v))
             for i, (u, v) in enumerate(zip(x, y)):
-                walk(u, v, "%s[%d]" % (path, i))
-        elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
-            if abs(x - y) > tol * max(abs(x), abs(y)) + 1e-12:
+                walk(u, v, "%s[%d]" % (path, i), fields)
+        elif is_num(x) and is_num(y):
+            if abs(x - y) > tol * max(abs(x), abs(y), scale) + 1e-12:
                 bad.append((path, x, y))
         elif x != y:
             bad.append((path, x, y))
