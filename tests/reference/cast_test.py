@@ -300,13 +300,13 @@ def json_differences(a, b, tol, ignore=()):
     def is_num(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    def walk(x, y, path, scale=0.0):
+    def walk(x, y, path, scale=0.0, field_scales=None):
         if isinstance(x, dict) and isinstance(y, dict):
             if set(x) != set(y):
                 bad.append((path, "keys", sorted(set(x) ^ set(y))))
             for k in x:
                 if k not in ignore and k in y:
-                    walk(x[k], y[k], path + "." + k, scale.get(k, 0.0) if isinstance(scale, dict) else 0.0)
+                    walk(x[k], y[k], path + "." + k, (field_scales or {}).get(k, 0.0))
         elif isinstance(x, list) and isinstance(y, list):
             if len(x) != len(y):
                 bad.append((path, "length", len(x), len(y)))
@@ -317,7 +317,7 @@ def json_differences(a, b, tol, ignore=()):
                         if is_num(v):
                             fields[k] = max(fields.get(k, 0.0), abs(v))
             for i, (u, v) in enumerate(zip(x, y)):
-                walk(u, v, "%s[%d]" % (path, i), fields)
+                walk(u, v, "%s[%d]" % (path, i), 0.0, fields)
         elif is_num(x) and is_num(y):
             if abs(x - y) > tol * max(abs(x), abs(y), scale) + 1e-12:
                 bad.append((path, x, y))
